@@ -1,0 +1,103 @@
+"""Agent configuration: YAML parsed once into frozen, typed settings.
+
+Every problem is reported at once with its key path; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from agent.probes import bandwidth, dns, http, ping, system, wifi
+from agent.probes.base import ProbeSettings
+from agent.push.settings import PushSettings
+from agent.schema import Secret, SchemaError, check, is_host_port, parse
+from agent.site import Site
+
+DEFAULT_LISTEN = "0.0.0.0:9591"
+
+
+class ConfigError(SchemaError):
+    """The config cannot be used; `problems` lists every reason with its key path."""
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class Exposition:
+    """Where /metrics and /healthz are served, and how they are protected (all off by default)."""
+
+    listen: str = check(is_host_port, default=DEFAULT_LISTEN)
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    client_ca_file: str = ""  # when set, clients must present a certificate signed by this CA
+    basic_auth: BasicAuth | None = None
+
+    def validate(self) -> list[str]:
+        errs = []
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            errs.append("tls_cert_file: tls_cert_file and tls_key_file go together")
+        if self.client_ca_file and not self.tls_cert_file:
+            errs.append("client_ca_file: needs tls_cert_file and tls_key_file")
+        for key in ("tls_cert_file", "tls_key_file", "client_ca_file"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():
+                errs.append(f"{key}: no such file: {path}")
+        return errs
+
+
+@dataclass(frozen=True)
+class Probes:
+    ping: ping.Settings = field(default_factory=ping.Settings)
+    dns: dns.Settings = field(default_factory=dns.Settings)
+    http: http.Settings = field(default_factory=http.Settings)
+    wifi: wifi.Settings = field(default_factory=wifi.Settings)
+    system: system.Settings = field(default_factory=system.Settings)
+    bandwidth: bandwidth.Settings = field(default_factory=bandwidth.Settings)
+
+    def enabled(self) -> dict[str, ProbeSettings]:
+        """The enabled probes' settings by probe name."""
+        return {name: s for name, s in vars(self).items() if s.enabled}
+
+
+@dataclass(frozen=True)
+class Config:
+    site: Site
+    exposition: Exposition = field(default_factory=Exposition)
+    probes: Probes = field(default_factory=Probes)
+    push: PushSettings = field(default_factory=PushSettings)
+    state_dir: str = "/var/lib/hotspot-agent"  # the data budget and the push queue live here
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return loads(text, str(path))
+
+
+def loads(text: str, source: str = "<config>") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{source}: not valid YAML{at}: {problem}"]) from None
+    if raw is None:
+        raise ConfigError([f"{source}: empty; at least the site's identity (site.id, site.commune, "
+                           "site.province) is required"])
+    try:
+        return parse(Config, raw)
+    except SchemaError as exc:
+        raise ConfigError(exc.problems) from None

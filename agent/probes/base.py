@@ -1,0 +1,55 @@
+"""The probe interface: settings in, Results out. Probes know nothing of Prometheus or scheduling."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.result import Result
+from agent.schema import non_negative, positive
+from agent.site import Site
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Scheduling keys every probe has; each probe's Settings subclasses this and adds its own."""
+
+    enabled: bool = True
+    interval_s: float = 60.0
+    jitter_s: float = 5.0  # each run starts up to this much later, at random, so sites do not align
+    timeout_s: float = 30.0  # a run still going after this is abandoned and counted as a timeout
+
+    def validate(self) -> list[str]:
+        errs = []
+        for key in ("interval_s", "timeout_s"):
+            if (msg := positive(getattr(self, key))) is not None:
+                errs.append(f"{key}: {msg}")
+        if (msg := non_negative(self.jitter_s)) is not None:
+            errs.append(f"jitter_s: {msg}")
+        return errs
+
+
+@dataclass(frozen=True)
+class ProbeContext:
+    """What a run may need beyond its settings."""
+
+    site: Site
+    state_dir: Path  # where a probe keeps state across restarts (the bandwidth data budget)
+    # Set by the scheduler when the run has been abandoned: long probes check it and stop early.
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+Run = Callable[[Any, ProbeContext], list[Result]]
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """How the agent knows a probe: its config key, settings class and run function."""
+
+    name: str
+    settings: type[ProbeSettings]
+    run: Run
+    bandwidth_class: bool = False  # bandwidth-class probes never run at the same time as each other

@@ -1,0 +1,1 @@
+"""Remote-write push for sites behind NAT, with a durable on-disk queue."""

@@ -1,0 +1,273 @@
+"""Turn parsed YAML into frozen dataclasses, collecting every problem with its key path.
+
+Shared by the agent's config and the collector's inventory. A dataclass field's type drives the
+check (str, int, float, bool, Literal, tuple[X, ...], dict[str, X], nested dataclasses, Optional,
+Secret); `field(metadata={"check": fn})` adds a domain check that returns an error text or None.
+Unknown keys are errors: a typo must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import re
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, Union, get_args, get_origin
+
+T = TypeVar("T")
+Check = Callable[[Any], str | None]
+
+
+class SchemaError(Exception):
+    """Every problem found in one document, each prefixed by its key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Secret:
+    """A password or token. Given inline, as `{env: NAME}` or as `{file: PATH}`; never printed."""
+
+    def __init__(self, value: str, source: str = "inline") -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<{self.source}>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def check(fn: Check, **kw: Any) -> Any:
+    """A dataclass field with a domain check: `x: str = check(is_host, default="a")`."""
+    return dataclasses.field(metadata={"check": fn}, **kw)
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def is_host(value: Any) -> str | None:
+    """A host name or an IPv4/IPv6 address."""
+    if not isinstance(value, str):
+        return None  # the type check reports it
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    name = value.rstrip(".")
+    if 0 < len(name) <= 253 and all(_HOST_LABEL.match(part) for part in name.split(".")):
+        return None
+    return "not a host name or address"
+
+
+def is_host_port(value: Any) -> str | None:
+    """HOST:PORT, with [v6]:PORT for IPv6; an empty host means every address."""
+    if not isinstance(value, str):
+        return None
+    try:
+        host, port = split_host_port(value)
+    except ValueError as exc:
+        return str(exc)
+    if host and is_host(host):
+        return "not a host name or address before the port"
+    return None
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]*):(\d+)", value)
+    if not m:
+        raise ValueError("not HOST:PORT (use [ADDRESS]:PORT for IPv6)")
+    host = m.group(1) if m.group(1) is not None else m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError("port out of range 0-65535")
+    return host, port
+
+
+def is_url(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"(https?)://([^/?#]+)([/?#].*)?", value)
+    if not m:
+        return "not an http:// or https:// URL"
+    return None
+
+
+def positive(value: Any) -> str | None:
+    if isinstance(value, int | float) and value <= 0:
+        return "must be greater than 0"
+    return None
+
+
+def non_negative(value: Any) -> str | None:
+    if isinstance(value, int | float) and value < 0:
+        return "must not be negative"
+    return None
+
+
+def ratio(value: Any) -> str | None:
+    if isinstance(value, int | float) and not 0 <= value <= 1:
+        return "must be between 0 and 1"
+    return None
+
+
+def each(fn: Check) -> Check:
+    """Apply a check to every element of a list; the element index goes into the key path."""
+
+    def run(values: Any) -> str | None:
+        raise AssertionError("each() is applied element-wise by the parser")
+
+    run.element_check = fn  # type: ignore[attr-defined]
+    return run
+
+
+def _type_name(tp: Any) -> str:
+    if tp is str:
+        return "a string"
+    if tp is int:
+        return "a whole number"
+    if tp is float:
+        return "a number"
+    if tp is bool:
+        return "true or false"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    origin = get_origin(tp)
+    if origin is tuple:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    return str(tp)
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _convert(tp: Any, value: Any, path: str, problems: list[str], check_fn: Check | None = None) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        tp = args[0] if len(args) == 1 else tp
+        origin = get_origin(tp)
+    if tp is Secret:
+        return _secret(value, path, problems)
+    if origin is typing.Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            problems.append(f"{path}: must be one of {', '.join(map(str, allowed))} (got {value!r})")
+            return allowed[0]
+        return value
+    if dataclasses.is_dataclass(tp):
+        return parse(tp, value, path, problems)  # type: ignore[arg-type]
+    if origin is tuple:
+        (elem,) = [a for a in get_args(tp) if a is not Ellipsis]
+        if not isinstance(value, list):
+            problems.append(f"{path}: must be a list")
+            return ()
+        inner = getattr(check_fn, "element_check", None)
+        out = []
+        for i, item in enumerate(value):
+            out.append(_convert(elem, item, _join(path, i), problems, inner))
+        return tuple(out)
+    if origin is dict:
+        _, elem = get_args(tp)
+        if not isinstance(value, dict):
+            problems.append(f"{path}: must be a mapping")
+            return {}
+        return {str(k): _convert(elem, v, _join(path, str(k)), problems) for k, v in value.items()}
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        problems.append(f"{path}: must be {_type_name(tp)} (got {type(value).__name__} {value!r})")
+        return None
+    value = float(value) if tp is float else value
+    if check_fn is not None and not hasattr(check_fn, "element_check"):
+        err = check_fn(value)
+        if err:
+            problems.append(f"{path}: {err}")
+    return value
+
+
+def _secret(value: Any, path: str, problems: list[str]) -> Secret | None:
+    if isinstance(value, str):
+        return Secret(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, ref),) = value.items()
+        if kind == "env" and isinstance(ref, str):
+            if ref not in os.environ:
+                problems.append(f"{path}: environment variable {ref} is not set")
+                return None
+            return Secret(os.environ[ref], f"env {ref}")
+        if kind == "file" and isinstance(ref, str):
+            try:
+                return Secret(Path(ref).read_text(encoding="utf-8").strip(), f"file {ref}")
+            except OSError as exc:
+                problems.append(f"{path}: cannot read secret file {ref}: {exc.strerror}")
+                return None
+    problems.append(f"{path}: must be a string, {{env: NAME}} or {{file: PATH}}")
+    return None
+
+
+def parse(cls: type[T], raw: Any, path: str = "", problems: list[str] | None = None) -> T:
+    """Build `cls` from `raw`. With `problems` given, errors are appended there; otherwise raised."""
+    own = problems is None
+    problems = [] if problems is None else problems
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        problems.append(f"{path or '(top level)'}: must be a mapping")
+        raw = {}
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append(f"{_join(path, str(key))}: unknown key (known keys: {known})")
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key_path = _join(path, name)
+        if name in raw:
+            value = _convert(hints[name], raw[name], key_path, problems, f.metadata.get("check"))
+            if value is not None or raw[name] is None:
+                kwargs[name] = value
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(f"{key_path}: required")
+    if own and problems:
+        raise SchemaError(problems)
+    try:
+        obj = cls(**kwargs)
+    except (TypeError, ValueError) as exc:  # missing required fields already reported
+        if own:
+            raise SchemaError(problems or [f"{path}: {exc}"]) from None
+        return None  # type: ignore[return-value]
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        for err in validate():
+            problems.append(f"{path}.{err}" if path else err)  # err starts with the field's key
+    if own and problems:
+        raise SchemaError(problems)
+    return obj

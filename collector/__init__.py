@@ -1,0 +1,1 @@
+"""hotspot-monitor collector: the central side (inventory, test server, Prometheus and Alertmanager configs)."""
