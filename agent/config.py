@@ -14,7 +14,7 @@ import yaml
 from agent.probes import bandwidth, dns, http, ping, system, wifi
 from agent.probes.base import ProbeSettings
 from agent.push.settings import PushSettings
-from agent.schema import Secret, SchemaError, check, is_host_port, parse
+from agent.schema import SchemaError, Secret, check, is_host_port, parse
 from agent.site import Site
 
 DEFAULT_LISTEN = "0.0.0.0:9591"
@@ -95,8 +95,12 @@ def loads(text: str, source: str = "<config>") -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{source}: not valid YAML{at}: {problem}"]) from None
     if raw is None:
-        raise ConfigError([f"{source}: empty; at least the site's identity (site.id, site.commune, "
-                           "site.province) is required"])
+        raise ConfigError(
+            [
+                f"{source}: empty; at least the site's identity (site.id, site.commune, "
+                "site.province) is required"
+            ]
+        )
     try:
         return parse(Config, raw)
     except SchemaError as exc:

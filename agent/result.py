@@ -70,4 +70,3 @@ def reason_for(exc: BaseException) -> Reason:
     if isinstance(exc, OSError) and exc.errno in (101, 113, 110):  # ENETUNREACH, EHOSTUNREACH, ETIMEDOUT
         return "unreachable" if exc.errno != 110 else "timeout"
     return "error"
-

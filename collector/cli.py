@@ -8,7 +8,10 @@ import sys
 
 # command name -> module; each module has add_arguments(parser) and command(args) -> exit code.
 COMMANDS = {
-    "speedtest-server": ("collector.speedtest_server", "serve the bandwidth test target the agents measure against"),
+    "speedtest-server": (
+        "collector.speedtest_server",
+        "serve the bandwidth test target the agents measure against",
+    ),
     "targets": ("collector.targets", "site inventory -> Prometheus file_sd target files"),
     "inventory": ("collector.inventory", "(re)generate an example inventory from the real communes in data/"),
 }

@@ -1,0 +1,1 @@
+"""Bandwidth engines: ways of measuring goodput against a server, all returning a BandwidthTest."""

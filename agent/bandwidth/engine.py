@@ -1,0 +1,54 @@
+"""The engine interface shared by the built-in HTTP engine, speedtest-cli and iperf3."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from agent.result import Reason
+
+EngineName = Literal["http", "speedtest", "iperf3"]
+
+
+@dataclass(frozen=True)
+class BandwidthTest:
+    engine: EngineName
+    server: str
+    download_bps: float | None  # goodput, bits per second; None when that direction failed
+    upload_bps: float | None
+    download_bytes: int  # bytes the test moved (what the data budget pays)
+    upload_bytes: int
+    latency_idle_s: float | None
+    latency_loaded_s: float | None  # under load: the difference from idle is bufferbloat
+    download_streams: int
+    upload_streams: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_duration_s: float = 15.0  # per direction
+    max_bytes: int = 250_000_000  # per direction
+    streams: int = 0  # 0: the engine chooses or adapts
+
+
+class EngineError(Exception):
+    """A test that produced no valid result; `partial` holds what was measured before it failed."""
+
+    def __init__(self, reason: Reason, detail: str, partial: BandwidthTest | None = None) -> None:
+        super().__init__(detail)
+        self.reason: Reason = reason
+        self.detail = detail
+        self.partial = partial
+
+
+# Called while a test runs: (phase: "latency" | "download" | "upload", bits per second so far).
+Progress = Callable[[str, float], None]
+
+
+class Engine(Protocol):
+    def __call__(
+        self, server: str, limits: Limits, cancelled: threading.Event, progress: Progress | None = None
+    ) -> BandwidthTest: ...
