@@ -47,7 +47,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if self.data is not None and dataclasses.is_dataclass(self.data):
+        if self.data is not None and dataclasses.is_dataclass(self.data) and not isinstance(self.data, type):
             out["data"] = dataclasses.asdict(self.data)
         return out
 

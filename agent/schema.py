@@ -80,7 +80,7 @@ def is_host_port(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     try:
-        host, port = split_host_port(value)
+        host, _port = split_host_port(value)
     except ValueError as exc:
         return str(exc)
     if host and is_host(host):

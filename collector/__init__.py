@@ -1,1 +1,1 @@
-"""hotspot-monitor collector: the central side (inventory, test server, Prometheus and Alertmanager configs)."""
+"""hotspot-monitor collector: the central side (inventory, test server, Prometheus, Alertmanager)."""
