@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.schema import check
+from agent.schema import check, positive
 
 SiteType = Literal["commune_office", "health_station", "village_hall", "other"]
 SITE_TYPES: tuple[SiteType, ...] = ("commune_office", "health_station", "village_hall", "other")
@@ -36,6 +36,11 @@ class Site:
     isp: str = ""
     contracted_download_mbps: float = 100.0
     contracted_upload_mbps: float = 100.0
+    # A bandwidth test "meets" the requirement at or above this share of the contracted speed
+    # (the FCC's 80/80 rule; TCP goodput can never exceed ~95.6% of the line rate).
+    pass_ratio: float = check(lambda v: "must be between 0 and 1" if not 0 < v <= 1 else None, default=0.8)
+    # A latency test "meets" the requirement when its average RTT is at or under this (FCC: 100 ms).
+    latency_limit_ms: float = check(positive, default=100.0)
 
     def validate(self) -> list[str]:
         errs = []

@@ -40,6 +40,8 @@ class ProbeContext:
     state_dir: Path  # where a probe keeps state across restarts (the bandwidth data budget)
     # Set by the scheduler when the run has been abandoned: long probes check it and stop early.
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # For a person watching on a terminal: (phase, value so far), e.g. ("download", bits/s).
+    progress: Callable[[str, float], None] | None = None
 
 
 Run = Callable[[Any, ProbeContext], list[Result]]

@@ -1,17 +1,39 @@
 """Latency, jitter and loss: several packets per run to the default gateway and to internet targets.
 
 ICMP echo over an unprivileged ICMP socket where the system allows it (net.ipv4.ping_group_range),
-falling back to timing TCP connects; the Result says which method was used.
+else over a raw ICMP socket (CAP_NET_RAW), else timing TCP connects; the Result says which method
+was used. Targets are pinged concurrently, one thread each, so a run lasts as long as one target.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import dataclasses
+import errno
+import ipaddress
+import itertools
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
-from agent.result import Result
+from agent.result import Result, failure, reason_for
 from agent.schema import check, each, is_host
+
+ROUTE_TABLE = Path("/proc/net/route")
+_MAX_COUNT = 1000
+_MIN_PACKET_INTERVAL_S = 0.01  # faster than this is a flood, not a measurement
+_CANCEL_POLL_S = 0.25  # how long a wait may run before the cancel flag is looked at again
+_PAYLOAD_PAD = bytes(48)  # with the 8-byte token: 56 bytes of payload, like ping(8)
+
+Role = Literal["gateway", "internet"]
+Method = Literal["icmp", "tcp"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +47,26 @@ class Settings(ProbeSettings):
     packet_timeout_s: float = 1.0
     method: Literal["auto", "icmp", "tcp"] = "auto"  # auto: ICMP if allowed, else TCP connect
     tcp_port: int = 443  # for the TCP method
-    latency_limit_s: float = 0.1  # a latency test "meets" when its average RTT is at or under this
+
+    def validate(self) -> list[str]:
+        errs = super().validate()
+        if not 1 <= self.count <= _MAX_COUNT:
+            errs.append(f"count: must be between 1 and {_MAX_COUNT}")
+        if self.packet_interval_s < _MIN_PACKET_INTERVAL_S:
+            errs.append(f"packet_interval_s: must be at least {_MIN_PACKET_INTERVAL_S}")
+        for key in ("packet_timeout_s",):
+            if getattr(self, key) <= 0:
+                errs.append(f"{key}: must be greater than 0")
+        if not 1 <= self.tcp_port <= 65535:
+            errs.append("tcp_port: must be between 1 and 65535")
+        # A run that cannot finish before the scheduler abandons it would never produce a result.
+        run_s = (self.count - 1) * self.packet_interval_s + self.packet_timeout_s
+        if not errs and run_s >= self.timeout_s:
+            errs.append(
+                f"count: {self.count} packets every {self.packet_interval_s} s plus a "
+                f"{self.packet_timeout_s} s wait take {run_s:g} s, not under timeout_s ({self.timeout_s:g} s)"
+            )
+        return errs
 
 
 @dataclass(frozen=True)
@@ -42,8 +83,340 @@ class PingStats:
     jitter_s: float | None  # mean absolute difference of consecutive RTTs (RFC 3550 style)
 
 
+def default_gateway(route_table: Path = ROUTE_TABLE) -> str | None:
+    """The IPv4 default gateway with the lowest metric in a /proc/net/route table, or None.
+
+    A default route without a gateway (a point-to-point link) has no address to ping and is skipped.
+    Raises OSError when the table cannot be read.
+    """
+    rtf_up, rtf_gateway = 0x1, 0x2
+    best: tuple[int, str] | None = None
+    for line in route_table.read_text(encoding="ascii").splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 8:
+            continue
+        _iface, dest, gateway, flags_hex, _refcnt, _use, metric, mask = cols[:8]
+        try:
+            flags, metric_n, gw = int(flags_hex, 16), int(metric), int(gateway, 16)
+            is_default = int(dest, 16) == 0 and int(mask, 16) == 0
+        except ValueError:
+            continue
+        if not is_default or flags & (rtf_up | rtf_gateway) != rtf_up | rtf_gateway or gw == 0:
+            continue
+        # The kernel prints the network-order address as a host-order number: pack it back natively.
+        address = socket.inet_ntoa(struct.pack("=I", gw))
+        if best is None or metric_n < best[0]:
+            best = (metric_n, address)
+    return best[1] if best else None
+
+
+def summarize(address: str, role: Role, method: Method, sent: int, rtts: list[float]) -> PingStats:
+    """Stats of one run; `rtts` are the received packets' round-trip times in sequence order."""
+    received = len(rtts)
+    jitter = None
+    if received >= 2:
+        jitter = sum(abs(b - a) for a, b in itertools.pairwise(rtts)) / (received - 1)
+    return PingStats(
+        address=address,
+        role=role,
+        method=method,
+        sent=sent,
+        received=received,
+        loss_ratio=(sent - received) / sent if sent else 1.0,
+        rtt_min_s=min(rtts) if rtts else None,
+        rtt_avg_s=sum(rtts) / received if rtts else None,
+        rtt_max_s=max(rtts) if rtts else None,
+        jitter_s=jitter,
+    )
+
+
 def run(settings: Settings, context: ProbeContext) -> list[Result]:
-    raise NotImplementedError
+    """One Result per target (the gateway first), all targets pinged at the same time."""
+    jobs: list[tuple[str, Role, str]] = []  # (target name, role, host or address)
+    early: list[Result] = []
+    if settings.gateway:
+        try:
+            gateway = default_gateway()
+        except OSError as exc:
+            early.append(
+                failure("ping", "gateway", "unsupported", f"cannot read the routing table: {exc.strerror}")
+            )
+        else:
+            if gateway is None:
+                detail = f"no IPv4 default route with a gateway in {ROUTE_TABLE}: the site has no way out"
+                early.append(failure("ping", "gateway", "unreachable", detail))
+            else:
+                jobs.append(("gateway", "gateway", gateway))
+    jobs += [(host, "internet", host) for host in settings.targets]
+    if not jobs:
+        return early
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="ping") as pool:
+        futures = [pool.submit(_ping_target, settings, context, *job) for job in jobs]
+        return early + [f.result() for f in futures]
+
+
+def _ping_target(settings: Settings, context: ProbeContext, target: str, role: Role, host: str) -> Result:
+    started_at, t0 = time.time(), time.perf_counter()
+
+    def done(result: Result) -> Result:
+        return dataclasses.replace(result, started_at=started_at, duration_s=time.perf_counter() - t0)
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
+    except socket.gaierror as exc:
+        return done(failure("ping", target, "dns", f"{host} did not resolve: {exc.strerror}"))
+    except (OSError, UnicodeError) as exc:
+        return done(failure("ping", target, "dns", f"{host} did not resolve: {exc}"))
+    family, sockaddr = infos[0][0], infos[0][4]
+    address = str(sockaddr[0])
+    try:
+        pinger = _open_pinger(settings, family, sockaddr)
+    except _Unsupported as exc:
+        return done(failure("ping", target, "unsupported", str(exc)))
+    except OSError as exc:
+        return done(failure("ping", target, reason_for(exc), f"cannot open a socket for {address}: {exc}"))
+    try:
+        exchange = _exchange(pinger, settings, context.cancelled)
+    except OSError as exc:
+        return done(failure("ping", target, reason_for(exc), f"pinging {address} failed: {exc}"))
+    finally:
+        pinger.close()
+    if exchange.sent == 0:
+        return done(failure("ping", target, "timeout", "the run was cancelled before a packet was sent"))
+    stats = summarize(address, role, pinger.method, exchange.sent, exchange.rtts)
+    note = " (run cancelled early)" if exchange.cancelled else ""
+    if stats.rtt_avg_s is None:
+        why = f"; last error: {exchange.error.strerror or exchange.error}" if exchange.error else ""
+        detail = f"no reply to {stats.sent} packets to {address} over {pinger.how}{why}{note}"
+        return done(failure("ping", target, "unreachable", detail, data=stats))
+    detail = (
+        f"{stats.received}/{stats.sent} replies from {address} over {pinger.how}, "
+        f"average {stats.rtt_avg_s * 1000:.2f} ms{note}"
+    )
+    return done(Result(probe="ping", target=target, ok=True, detail=detail, data=stats))
+
+
+class _Unsupported(Exception):
+    """The configured method cannot run with this process's privileges."""
+
+
+# What a pinger's wait reports: (sequence number or None for a socket-level error, time, error or None).
+_Event = tuple[int | None, float, OSError | None]
+
+
+class _Pinger(Protocol):
+    method: Method
+    how: str  # plain words for the detail, e.g. "ICMP (unprivileged socket)"
+
+    def send(self, seq: int) -> None: ...
+
+    def wait(self, timeout_s: float) -> list[_Event]: ...
+
+    def forget(self, seq: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _open_pinger(settings: Settings, family: int, sockaddr: Any) -> _Pinger:
+    if settings.method == "tcp":
+        return _TcpPinger(family, sockaddr, settings.tcp_port)
+    try:
+        return _IcmpPinger(family, sockaddr, raw=False)
+    except OSError:
+        pass  # EACCES when our gid is outside net.ipv4.ping_group_range
+    try:
+        return _IcmpPinger(family, sockaddr, raw=True)
+    except OSError as exc:
+        if settings.method == "icmp":
+            raise _Unsupported(
+                f"ICMP is not permitted for this process ({exc.strerror}): allow it with "
+                f'sysctl net.ipv4.ping_group_range="0 2147483647" (or a range holding gid {os.getgid()}), '
+                "or give the agent CAP_NET_RAW; or set method: tcp"
+            ) from None
+    return _TcpPinger(family, sockaddr, settings.tcp_port)
+
+
+class _IcmpPinger:
+    """ICMP echo over one socket; replies are matched on sequence number and payload token."""
+
+    method: Method = "icmp"
+
+    def __init__(self, family: int, sockaddr: Any, raw: bool) -> None:
+        self.v6 = family == socket.AF_INET6
+        proto = socket.IPPROTO_ICMPV6 if self.v6 else socket.IPPROTO_ICMP
+        self.sock = socket.socket(family, socket.SOCK_RAW if raw else socket.SOCK_DGRAM, proto)
+        self.sock.setblocking(False)
+        self.raw = raw
+        self.sockaddr = sockaddr
+        self.peer = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        # With a DGRAM socket the kernel replaces the identifier with the socket's own; with a raw
+        # socket every ICMP packet on the host arrives here, so the identifier and token matter.
+        self.ident = int.from_bytes(os.urandom(2), "big")
+        self.payload = os.urandom(8) + _PAYLOAD_PAD
+        self.how = "ICMP (raw socket)" if raw else "ICMP (unprivileged socket)"
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.sock, selectors.EVENT_READ)
+
+    def send(self, seq: int) -> None:
+        kind = 128 if self.v6 else 8
+        header = struct.pack("!BBHHH", kind, 0, 0, self.ident, seq)
+        csum = 0 if self.v6 else _checksum(header + self.payload)  # the kernel sums ICMPv6 itself
+        packet = struct.pack("!BBHHH", kind, 0, csum, self.ident, seq) + self.payload
+        self.sock.sendto(packet, self.sockaddr)
+
+    def wait(self, timeout_s: float) -> list[_Event]:
+        events: list[_Event] = []
+        if not self.selector.select(timeout_s):
+            return events
+        while True:
+            try:
+                packet, addr = self.sock.recvfrom(65535)
+            except BlockingIOError:
+                return events
+            except OSError as exc:  # an ICMP error for an earlier packet (e.g. host unreachable)
+                events.append((None, time.perf_counter(), exc))
+                continue
+            now = time.perf_counter()
+            seq = self._match(packet, addr)
+            if seq is not None:
+                events.append((seq, now, None))
+
+    def _match(self, packet: bytes, addr: Any) -> int | None:
+        if not self.v6 and self.raw:
+            packet = packet[(packet[0] & 0x0F) * 4 :] if packet else packet  # skip the IPv4 header
+        if len(packet) < 8:
+            return None
+        kind, code, _csum, ident, seq = struct.unpack("!BBHHH", packet[:8])
+        if kind != (129 if self.v6 else 0) or code != 0 or packet[8:] != self.payload:
+            return None
+        if self.raw and ident != self.ident:
+            return None
+        if ipaddress.ip_address(str(addr[0]).split("%")[0]) != self.peer:
+            return None
+        return int(seq)
+
+    def forget(self, seq: int) -> None:
+        pass
+
+    def close(self) -> None:
+        self.selector.close()
+        self.sock.close()
+
+
+class _TcpPinger:
+    """One TCP connect per packet: a SYN-ACK or an RST is a reply, silence is a lost packet."""
+
+    method: Method = "tcp"
+
+    def __init__(self, family: int, sockaddr: Any, port: int) -> None:
+        self.family = family
+        self.sockaddr = (sockaddr[0], port, *sockaddr[2:])
+        self.how = f"TCP connect to port {port}"
+        self.selector = selectors.DefaultSelector()
+        self.pending: dict[int, socket.socket] = {}
+
+    def send(self, seq: int) -> None:
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        code = sock.connect_ex(self.sockaddr)
+        if code not in (errno.EINPROGRESS, 0, errno.ECONNREFUSED):
+            sock.close()
+            raise OSError(code, os.strerror(code))
+        self.pending[seq] = sock
+        self.selector.register(sock, selectors.EVENT_WRITE, seq)
+
+    def wait(self, timeout_s: float) -> list[_Event]:
+        if not self.pending:
+            time.sleep(timeout_s)  # nothing in flight: just let the schedule advance
+            return []
+        events: list[_Event] = []
+        for key, _mask in self.selector.select(timeout_s):
+            now = time.perf_counter()
+            seq = int(key.data)
+            code = self.pending[seq].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            # Connected or refused both mean the host answered; anything else is a lost packet.
+            err = None if code in (0, errno.ECONNREFUSED) else OSError(code, os.strerror(code))
+            events.append((seq, now, err))
+        return events
+
+    def forget(self, seq: int) -> None:
+        sock = self.pending.pop(seq, None)
+        if sock is not None:
+            self.selector.unregister(sock)
+            sock.close()
+
+    def close(self) -> None:
+        for seq in list(self.pending):
+            self.forget(seq)
+        self.selector.close()
+
+
+@dataclass
+class _Exchange:
+    sent: int = 0
+    rtts: list[float] = field(default_factory=list)  # received packets' RTTs, in sequence order
+    error: OSError | None = None  # the last send or receive error, for the detail
+    cancelled: bool = False
+
+
+def _exchange(pinger: _Pinger, settings: Settings, cancelled: threading.Event) -> _Exchange:
+    """Send `count` packets `packet_interval_s` apart; each counts as lost after `packet_timeout_s`."""
+    timeout = settings.packet_timeout_s
+    out = _Exchange()
+    sent_at: dict[int, float] = {}
+    rtt: dict[int, float] = {}
+    settled: set[int] = set()  # answered, failed or timed out
+    next_send, seq = time.perf_counter(), 0
+    while True:
+        now = time.perf_counter()
+        if cancelled.is_set():
+            # Packets still in flight have no outcome: they count neither as sent nor as lost.
+            out.cancelled = True
+            sent_at = {s: t for s, t in sent_at.items() if s in settled}
+            break
+        if seq < settings.count and now >= next_send:
+            sent_at[seq] = now
+            try:
+                pinger.send(seq)
+            except OSError as exc:  # e.g. no route: the packet is lost
+                out.error = exc
+                settled.add(seq)
+            seq += 1
+            next_send = max(next_send + settings.packet_interval_s, now)
+            continue
+        for s, t in sent_at.items():
+            if s not in settled and now - t >= timeout:
+                settled.add(s)
+                pinger.forget(s)
+        if seq >= settings.count and len(settled) == len(sent_at):
+            break
+        deadlines = [t + timeout for s, t in sent_at.items() if s not in settled]
+        if seq < settings.count:
+            deadlines.append(next_send)
+        wake = min(min(deadlines), now + _CANCEL_POLL_S)
+        for answered, at, err in pinger.wait(max(0.0, wake - now)):
+            if answered is None:
+                out.error = err
+            elif answered in sent_at and answered not in settled:
+                settled.add(answered)
+                pinger.forget(answered)
+                if err is not None:
+                    out.error = err
+                elif at - sent_at[answered] <= timeout:  # a late reply is a lost packet, as in ping(8)
+                    rtt[answered] = at - sent_at[answered]
+    out.sent = len(sent_at)
+    out.rtts = [rtt[s] for s in sorted(rtt) if s in sent_at]
+    return out
+
+
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
 
 
 SPEC = ProbeSpec("ping", Settings, run)

@@ -1,0 +1,217 @@
+"""`hotspot-agent`: run the agent, check a config, measure once, print the version."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent import config as config_module
+from agent.bandwidth.engine import BandwidthTest
+from agent.config import Config, ConfigError
+from agent.probes import PROBES
+from agent.scheduler import ProbeScheduler
+from agent.site import Site
+from agent.verdict import describe_results
+
+DEFAULT_CONFIG = "/etc/hotspot-agent/config.yaml"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("agent")
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return config_module.load(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _setup_logging(level: str) -> None:
+    # systemd's journal adds its own timestamps; a terminal user still wants them.
+    fmt = (
+        "%(levelname)s %(name)s: %(message)s"
+        if not sys.stderr.isatty()
+        else "%(asctime)s %(levelname)s %(message)s"
+    )
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agent.daemon import Agent
+
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    _setup_logging(config.log_level)
+    try:
+        agent = Agent(config, args.config, args.listen)
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILED
+    stop = threading.Event()
+    reload_requested = threading.Event()
+
+    def on_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        reload_requested.set()
+        stop.set()  # wake the main loop
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    agent.start()
+    while True:
+        stop.wait()
+        if reload_requested.is_set():
+            reload_requested.clear()
+            stop.clear()
+            agent.reload()
+            continue
+        break
+    agent.stop()
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.path)
+    if config is None:
+        return EXIT_USAGE
+    enabled = ", ".join(config.probes.enabled()) or "none"
+    site = config.site
+    print(f"{args.path}: ok — site {site.id} ({site.commune}, {site.province}); probes: {enabled}")
+    return EXIT_OK
+
+
+class _Discard:
+    def record_run(self, *args: Any) -> None:
+        pass
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    config = _load(args.config) if args.config else None
+    if args.config and config is None:
+        return EXIT_USAGE
+    if config is not None:
+        site, settings = config.site, getattr(config.probes, args.probe)
+    else:
+        # Without a config: an ad-hoc site with the default requirement (100 Mbps) and default settings.
+        site = Site(id="adhoc", commune="-", province="-")
+        settings = PROBES[args.probe].settings()
+    if args.server or args.engine:
+        if args.probe != "bandwidth":
+            print("--server and --engine are for `measure bandwidth`", file=sys.stderr)
+            return EXIT_USAGE
+        changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
+        settings = dataclasses.replace(settings, **changes)
+    if args.probe == "bandwidth":
+        settings = _manual_bandwidth(settings)
+    interactive = sys.stderr.isatty() and not args.json
+    with tempfile.TemporaryDirectory(prefix="hotspot-measure-") as tmp:
+        state_dir = Path(config.state_dir) if config is not None else Path(tmp)
+        scheduler = ProbeScheduler(PROBES, _Discard(), state_dir, progress=_progress if interactive else None)
+        scheduler.apply(site, {})
+        if interactive:
+            print(f"measuring {args.probe} …", file=sys.stderr)
+        results = scheduler.run_once(PROBES[args.probe], settings)
+    if interactive:
+        print("\r\033[K", end="", file=sys.stderr)
+    ok = bool(results) and all(r.ok for r in results)
+    if args.json:
+        print(json.dumps(_json(args.probe, results, ok), ensure_ascii=False, default=str))
+    else:
+        print(describe_results(args.probe, results, site))
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _manual_bandwidth(settings: Any) -> Any:
+    """A test someone asked for runs now: no deferral, no budget bookkeeping."""
+    changes = {k: v for k, v in (("defer", False), ("monthly_budget_mb", 0)) if hasattr(settings, k)}
+    return dataclasses.replace(settings, **changes)
+
+
+def _progress(phase: str, value: float) -> None:
+    if phase in ("download", "upload"):
+        print(f"\r\033[K{phase}: {value / 1e6:7.1f} Mbit/s", end="", file=sys.stderr, flush=True)
+    else:
+        print(f"\r\033[K{phase} …", end="", file=sys.stderr, flush=True)
+
+
+def _json(probe: str, results: list[Any], ok: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"probe": probe, "ok": ok}
+    if probe == "bandwidth":
+        # The flat contract in design.md; null where a direction was not measured.
+        first = results[0] if results else None
+        test = first.data if first is not None and isinstance(first.data, BandwidthTest) else None
+        out.update(
+            download_bps=test.download_bps if test else None,
+            upload_bps=test.upload_bps if test else None,
+            download_bytes=test.download_bytes if test else 0,
+            upload_bytes=test.upload_bytes if test else 0,
+            latency_ms=_ms(test.latency_idle_s) if test else None,
+            loaded_latency_ms=_ms(test.latency_loaded_s) if test else None,
+            duration_s=test.duration_s if test else None,
+            engine=test.engine if test else None,
+            server=test.server if test else None,
+            reason=None if first is None else first.reason,
+            detail="" if first is None else first.detail,
+        )
+    out["results"] = [r.to_json() for r in results]
+    return out
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"hotspot-agent {__version__}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotspot-agent", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("run", help="run the agent (the daemon)")
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+    p.add_argument("--listen", help="HOST:PORT for /metrics, overriding the config")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check-config", help="validate a config file: exit 0 if valid, 2 with every problem")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("measure", help="run one probe once, now, and show the result")
+    p.add_argument("probe", choices=sorted(PROBES))
+    p.add_argument("--config", help="use this config's site and probe settings (default: built-in defaults)")
+    p.add_argument("--json", action="store_true", help="print one JSON object and nothing else on stdout")
+    p.add_argument("--server", help="bandwidth: the test server (URL for the http engine)")
+    p.add_argument("--engine", choices=["http", "speedtest", "iperf3"], help="bandwidth: the engine")
+    p.set_defaults(func=cmd_measure)
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

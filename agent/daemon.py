@@ -1,0 +1,122 @@
+"""The running agent: config -> scheduler -> results/metrics -> /metrics and push; SIGHUP reloads."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from agent import config as config_module
+from agent.config import Config, ConfigError
+from agent.metrics import AgentMetrics
+from agent.probes import PROBES
+from agent.scheduler import ProbeScheduler
+from agent.server import MetricsServer
+
+log = logging.getLogger(__name__)
+
+
+def state_dir_for(config: Config) -> Path:
+    """systemd's StateDirectory= sets $STATE_DIRECTORY; otherwise the configured path."""
+    return Path(os.environ.get("STATE_DIRECTORY") or config.state_dir)
+
+
+class Agent:
+    def __init__(self, config: Config, config_path: str | None = None, listen: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.listen = listen  # --listen overrides the config, across reloads too
+        self.state_dir = state_dir_for(config)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = AgentMetrics(config.site)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.metrics)
+        self.scheduler = ProbeScheduler(PROBES, self.metrics, self.state_dir)
+        self.server = MetricsServer(config.exposition, self.registry, self.health, listen)
+        self.pusher: Any = None
+        self._started = time.time()
+
+    def start(self) -> None:
+        enabled = self.config.probes.enabled()
+        self.metrics.set_probes(enabled)
+        self.scheduler.apply(self.config.site, enabled)
+        self.server.start()
+        self.scheduler.start()
+        self._start_pusher()
+        host, port = self.server.address
+        log.info(
+            "agent started for site %s (%s); metrics on %s://%s:%d/metrics",
+            self.config.site.id,
+            self.config.site.name or self.config.site.commune,
+            self.server.scheme,
+            host,
+            port,
+        )
+
+    def _start_pusher(self) -> None:
+        if not self.config.push.enabled:
+            return
+        from agent.push.pusher import Pusher  # only sites that push pay for its imports
+
+        self.pusher = Pusher(self.config.push, self.registry, self.state_dir, self.config.site.labels())
+        self.registry.register(self.pusher.metrics)
+        self.pusher.start()
+
+    def _stop_pusher(self) -> None:
+        if self.pusher is not None:
+            self.pusher.stop()
+            self.registry.unregister(self.pusher.metrics)
+            self.pusher = None
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self._stop_pusher()
+        self.server.stop()
+        log.info("agent stopped")
+
+    def reload(self) -> bool:
+        """Re-read the config file; an invalid one is refused and the running config kept."""
+        assert self.config_path is not None
+        try:
+            new = config_module.load(self.config_path)
+        except ConfigError as exc:
+            self.metrics.config_ok = False
+            self.metrics.reloads["failure"] += 1
+            log.error(
+                "config reload refused, still running the previous config; problems:\n  %s",
+                "\n  ".join(exc.problems),
+            )
+            return False
+        old, self.config = self.config, new
+        self.metrics.site = new.site
+        enabled = new.probes.enabled()
+        self.metrics.set_probes(enabled)
+        self.scheduler.apply(new.site, enabled)
+        if new.exposition != old.exposition and self.listen is None:
+            self.server.stop()
+            self.server = MetricsServer(new.exposition, self.registry, self.health)
+            self.server.start()
+        if new.push != old.push or new.site != old.site:
+            self._stop_pusher()
+            self._start_pusher()
+        self.metrics.config_ok = True
+        self.metrics.reloads["success"] += 1
+        log.info("config reloaded from %s", self.config_path)
+        return True
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = time.time()
+        next_runs = self.scheduler.next_run_times()
+        probes = {
+            name: {"next_run_in_s": round(t.timestamp() - now, 1)} for name, t in sorted(next_runs.items())
+        }
+        healthy = bool(next_runs) or not self.config.probes.enabled()
+        return healthy, {
+            "site": self.config.site.id,
+            "uptime_s": round(now - self._started, 1),
+            "probes": probes,
+        }

@@ -1,0 +1,175 @@
+"""Config: the example loads and documents everything; every class of error names its key path."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent import config
+from agent.config import Config, ConfigError
+from agent.schema import Secret
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config.example.yaml"
+MINIMAL = "site: {id: nd-1, commune: Xã A, province: Ninh Bình}\n"
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.loads(text)
+    return info.value.problems
+
+
+def _key_paths(cls: type, prefix: str = "") -> list[str]:
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        out.append(path)
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += _key_paths(tp, path + ".")  # type: ignore[arg-type]
+    return out
+
+
+def test_example_loads() -> None:
+    """config.example.yaml is valid and describes a real site."""
+    c = config.load(EXAMPLE)
+    assert c.site.type == "health_station"
+    assert c.site.labels()["commune"] == "Xã Giao Minh"
+
+
+def test_example_documents_every_setting() -> None:
+    """Every settings key the agent knows appears in config.example.yaml."""
+    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+
+    def present(path: str) -> bool:
+        node = raw
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    missing = [p for p in _key_paths(Config) if not present(p)]
+    assert missing == []
+
+
+def test_example_values_are_the_defaults() -> None:
+    """The example's probe and exposition values are the built-in defaults (so it documents them)."""
+    c = config.load(EXAMPLE)
+    defaults = config.loads(MINIMAL)
+    assert c.probes == defaults.probes
+    assert c.exposition == defaults.exposition
+    assert c.push == defaults.push
+
+
+def test_minimal_config_uses_defaults() -> None:
+    """Only the site identity is required."""
+    c = config.loads(MINIMAL)
+    assert c.site.contracted_download_mbps == 100
+    assert c.exposition.listen == "0.0.0.0:9591"
+    assert set(c.probes.enabled()) == {"ping", "dns", "http", "wifi", "system", "bandwidth"}
+
+
+def test_wrong_type_names_key_path() -> None:
+    """A value of the wrong type is reported with its key path."""
+    assert problems_of(MINIMAL + "probes: {ping: {count: many}}") == [
+        "probes.ping.count: must be a whole number (got str 'many')"
+    ]
+
+
+def test_unknown_key_is_an_error() -> None:
+    """A typo is an error, not silently ignored."""
+    (problem,) = problems_of(MINIMAL + "probes: {ping: {intervl_s: 30}}")
+    assert problem.startswith("probes.ping.intervl_s: unknown key")
+
+
+def test_missing_identity_reported() -> None:
+    """A config without the site's identity lists each missing key."""
+    assert problems_of("site: {id: nd-1}") == ["site.commune: required", "site.province: required"]
+    assert "required" in problems_of("log_level: info")[0]
+
+
+def test_bad_address_in_list_names_its_index() -> None:
+    """A bad host in a list is reported with its index."""
+    text = MINIMAL + "probes: {ping: {targets: [1.1.1.1, 8.8.8.8, 'not a host!']}}"
+    assert problems_of(text) == ["probes.ping.targets[2]: not a host name or address"]
+
+
+def test_all_problems_reported_at_once() -> None:
+    """Several problems in different sections come back together."""
+    text = """
+site: {id: "Bad Id", commune: Xã A, province: P, latitude: 200, longitude: 5}
+exposition: {listen: "nowhere"}
+probes: {dns: {interval_s: 0}, bogus: {}}
+log_level: loud
+"""
+    found = problems_of(text)
+    assert len(found) == 6, found
+    for key in (
+        "site.id",
+        "site.latitude",
+        "exposition.listen",
+        "probes.dns.interval_s",
+        "probes.bogus",
+        "log_level",
+    ):
+        assert any(p.startswith(key + ":") for p in found), key
+
+
+def test_invalid_yaml_reports_line() -> None:
+    """A YAML syntax error says where."""
+    (problem,) = problems_of("site:\n  id: [unclosed\n")
+    assert "not valid YAML at line" in problem
+
+
+def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets come from the environment or a file and never show in repr."""
+    monkeypatch.setenv("SCRAPE_PASSWORD", "s3cret-env")
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("s3cret-file\n")
+    c = config.loads(MINIMAL + "exposition: {basic_auth: {username: p, password: {env: SCRAPE_PASSWORD}}}")
+    assert c.exposition.basic_auth is not None
+    assert c.exposition.basic_auth.password.reveal() == "s3cret-env"
+    assert "s3cret" not in repr(c)
+    c = config.loads(
+        MINIMAL + f"exposition: {{basic_auth: {{username: p, password: {{file: {secret_file}}}}}}}"
+    )
+    assert c.exposition.basic_auth is not None
+    assert c.exposition.basic_auth.password == Secret("s3cret-file")
+    found = problems_of(
+        MINIMAL + "exposition: {basic_auth: {username: p, password: {file: /nonexistent/pw}}}"
+    )
+    assert found == [
+        "exposition.basic_auth.password: cannot read secret file /nonexistent/pw: No such file or directory"
+    ]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_config_exit_codes(tmp_path: Path) -> None:
+    """check-config exits 0 on a valid file and 2 listing every problem otherwise."""
+    ok = run_cli("check-config", str(EXAMPLE))
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site: {id: nd-1}\nprobes: {ping: {targets: [a, 'b c']}}\n")
+    res = run_cli("check-config", str(bad))
+    assert res.returncode == 2
+    assert "site.commune: required" in res.stderr
+    assert "probes.ping.targets[1]: not a host name or address" in res.stderr
+    assert "Traceback" not in res.stderr
+    missing = run_cli("check-config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2
+    assert "cannot read" in missing.stderr
