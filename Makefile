@@ -3,7 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint deps venv clean
+
+deps:
+	scripts/install-debian-deps
 
 $(BIN)/hotspot-agent: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,7 +16,7 @@ $(BIN)/hotspot-agent: pyproject.toml
 
 venv: $(BIN)/hotspot-agent
 
-run: venv
+run: deps venv
 	$(BIN)/python -m collector.localstack
 
 lint: venv
@@ -21,7 +24,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: venv lint
+test: deps venv lint
 	$(BIN)/pytest
 
 clean:

@@ -1,0 +1,84 @@
+"""The agent as a process: SIGHUP reloads (refusing a broken config), SIGTERM stops cleanly."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+
+
+def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:
+    for line in agent.metrics().splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_until(check, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sighup_with_broken_config_keeps_old_one(tmp_path: Path) -> None:
+    """A broken config on SIGHUP is refused with a log line and a metric; the old config keeps running."""
+    agent = start_agent(site_yaml("nd-1") + LOOPBACK_PROBES, tmp_path)
+    try:
+        assert sample(agent, "hotspot_config_last_reload_successful", site="nd-1") == 1
+        good = agent.config_path.read_text()
+        agent.config_path.write_text(good.replace("count: 3", "count: three"))
+        agent.signal(signal.SIGHUP)
+        assert wait_until(lambda: sample(agent, "hotspot_config_reloads_total", result="failure") == 1)
+        assert sample(agent, "hotspot_config_last_reload_successful", site="nd-1") == 0
+        assert "probes.ping.count: must be a whole number" in agent.log()
+        runs = sample(agent, "hotspot_probe_runs_total", probe="ping") or 0
+        assert wait_until(lambda: (sample(agent, "hotspot_probe_runs_total", probe="ping") or 0) > runs, 15)
+        # a valid config with a new identity is taken
+        agent.config_path.write_text(good.replace("nd-1", "nd-2"))
+        agent.signal(signal.SIGHUP)
+        assert wait_until(lambda: sample(agent, "hotspot_config_reloads_total", site="nd-2", result="success") == 1)
+        assert sample(agent, "hotspot_config_last_reload_successful", site="nd-2") == 1
+        assert agent.proc.poll() is None
+    finally:
+        code = agent.stop()
+    assert code == 0
+
+
+def test_sigterm_stops_cleanly_and_healthz(tmp_path: Path) -> None:
+    """/healthz reports the schedule; SIGTERM ends the agent with exit code 0 and a log line."""
+    agent = start_agent(site_yaml("nd-3") + LOOPBACK_PROBES, tmp_path)
+    try:
+        with urllib.request.urlopen(agent.url + "/healthz", timeout=5) as resp:
+            body = resp.read().decode()
+        assert resp.status == 200 and '"site": "nd-3"' in body and '"ping"' in body
+    finally:
+        code = agent.stop()
+    assert code == 0
+    assert "agent stopped" in agent.log()
+    assert "Traceback" not in agent.log()
+
+
+def test_run_with_invalid_config_exits_2(tmp_path: Path) -> None:
+    """`run` with a broken config prints every problem and exits 2, no traceback."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("site: {id: BAD}\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(bad)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 2
+    assert re.search(r"site\.id: must be", res.stderr) and "site.province: required" in res.stderr
+    assert "Traceback" not in res.stderr
