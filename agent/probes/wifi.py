@@ -1,14 +1,26 @@
 """The wifi link of the agent's interface (SSID, signal, bitrate, frequency), read with `iw`.
 
 When the agent runs on the access point, the number of associated stations too.
+
+How a run goes: `iw dev` finds the first client (managed) or access-point interface unless one is
+configured (then `iw dev IF info` says what it is); a client is read with `iw dev IF link`, an
+access point with `iw dev IF station dump`. The parsers below are pure (text in, values out) so
+they are tested on output captured from real devices (tests/fixtures/iw/).
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
+import time
 from dataclasses import dataclass
 
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
-from agent.result import Result
+from agent.result import Reason, Result, failure
+
+PROBE = "wifi"
+# The interface types the probe can read; iw names others "monitor", "mesh point", "P2P-device", ...
+READABLE_MODES = ("managed", "AP")
 
 
 @dataclass(frozen=True)
@@ -34,8 +46,269 @@ class WifiLink:
     stations: int | None  # associated stations, on an access point
 
 
+@dataclass(frozen=True)
+class IwInterface:
+    """One `Interface` block of `iw dev` or `iw dev IF info`."""
+
+    name: str
+    mode: str  # iw's "type": managed, AP, monitor, mesh point, ...
+    ssid: str
+    addr: str
+    frequency_hz: float | None
+
+
+@dataclass(frozen=True)
+class IwLink:
+    """What `iw dev IF link` says about a client's association."""
+
+    connected: bool
+    bssid: str = ""
+    ssid: str = ""
+    frequency_hz: float | None = None
+    signal_dbm: float | None = None
+    tx_bitrate_bps: float | None = None
+    rx_bitrate_bps: float | None = None
+
+
+class IwError(Exception):
+    """`iw` could not tell us what we asked; `reason` is the Result's failure reason."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason: Reason = reason
+        self.detail = detail
+
+
+_CHANNEL_FREQ = re.compile(r"\((\d+(?:\.\d+)?) MHz\)")
+_CONNECTED = re.compile(r"^Connected to ([0-9a-fA-F:]{17})")
+_NUMBER = re.compile(r"^-?\d+(?:\.\d+)?")
+
+
+def parse_interfaces(text: str) -> list[IwInterface]:
+    """The named interfaces in `iw dev` (or `iw dev IF info`) output, in the order listed."""
+    found: list[IwInterface] = []
+    block: dict[str, str] | None = None
+
+    def close() -> None:
+        if block is not None and block.get("name"):
+            found.append(
+                IwInterface(
+                    name=block["name"],
+                    mode=block.get("type", ""),
+                    ssid=block.get("ssid", ""),
+                    addr=block.get("addr", ""),
+                    frequency_hz=_channel_hz(block.get("channel", "")),
+                )
+            )
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Interface "):
+            close()
+            block = {"name": line.removeprefix("Interface ").strip()}
+        elif line.startswith(("Unnamed/non-netdev interface", "phy#")):
+            close()  # a P2P device has no netdev: nothing to read on it
+            block = None
+        elif block is not None:
+            key, _, value = line.partition(" ")
+            if key in ("type", "ssid", "addr", "channel") and key not in block:
+                block[key] = value.strip()
+    close()
+    return found
+
+
+def _channel_hz(channel: str) -> float | None:
+    """ "11 (2462 MHz), width: 20 MHz, ..." -> 2.462e9."""
+    match = _CHANNEL_FREQ.search(channel)
+    return float(match.group(1)) * 1e6 if match else None
+
+
+def parse_bitrate(value: str) -> float | None:
+    """ "866.7 MBit/s VHT-MCS 9 80MHz short GI" -> 866.7e6 bits per second (None if unreadable)."""
+    parts = value.split()
+    if len(parts) >= 2 and parts[1] == "MBit/s" and _NUMBER.match(parts[0]):
+        return float(parts[0]) * 1e6
+    return None
+
+
+def _leading_number(value: str) -> float | None:
+    """ "-66 [-69, -69, -82] dBm" -> -66.0; "2447.0" -> 2447.0."""
+    match = _NUMBER.match(value.strip())
+    return float(match.group(0)) if match else None
+
+
+def parse_link(text: str) -> IwLink:
+    """Parse `iw dev IF link`; ValueError when the text is neither form iw prints."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines and lines[0] == "Not connected.":
+        return IwLink(connected=False)
+    match = _CONNECTED.match(lines[0]) if lines else None
+    if match is None:
+        raise ValueError(f"unexpected `iw link` output: {text[:80]!r}")
+    fields = {}
+    for line in lines[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip()] = value.strip()
+    freq_mhz = _leading_number(fields.get("freq", ""))
+    return IwLink(
+        connected=True,
+        bssid=match.group(1).lower(),
+        ssid=fields.get("SSID", ""),
+        frequency_hz=freq_mhz * 1e6 if freq_mhz is not None else None,
+        signal_dbm=_leading_number(fields.get("signal", "")),
+        tx_bitrate_bps=parse_bitrate(fields.get("tx bitrate", "")),
+        rx_bitrate_bps=parse_bitrate(fields.get("rx bitrate", "")),
+    )
+
+
+def count_stations(text: str) -> int:
+    """Associated stations in `iw dev IF station dump`: one "Station <mac> (on IF)" block each."""
+    return sum(1 for line in text.splitlines() if line.startswith("Station "))
+
+
+def _iw(settings: Settings, args: list[str], deadline: float) -> str:
+    """Run iw with what is left of the run's time; its stdout, or IwError."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise IwError("timeout", f"wifi: no time left for `iw {' '.join(args)}`")
+    try:
+        done = subprocess.run(
+            [settings.iw_path, *args], capture_output=True, text=True, timeout=remaining, check=False
+        )
+    except FileNotFoundError:
+        raise IwError(
+            "unsupported",
+            f"wifi: the iw program was not found ({settings.iw_path!r}); install the iw package",
+        ) from None
+    except PermissionError:
+        raise IwError("unsupported", f"wifi: cannot run {settings.iw_path!r} (permission denied)") from None
+    except subprocess.TimeoutExpired:
+        raise IwError("timeout", f"wifi: `iw {' '.join(args)}` gave no answer in time") from None
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        message = said[-1] if said else f"exit status {done.returncode}"
+        if "nl80211 not found" in message:
+            raise IwError("unsupported", "wifi: this device has no wireless support (nl80211 not found)")
+        if "No such device" in message and len(args) > 1:
+            raise IwError("unsupported", f"wifi: there is no wireless interface named {args[1]!r}")
+        raise IwError("error", f"wifi: `iw {' '.join(args)}` failed: {message}")
+    return done.stdout
+
+
+def _choose_interface(settings: Settings, deadline: float) -> IwInterface:
+    if settings.interface:
+        blocks = parse_interfaces(_iw(settings, ["dev", settings.interface, "info"], deadline))
+        if not blocks:
+            raise IwError("unsupported", f"wifi: {settings.interface} is not a wireless interface")
+        chosen = blocks[0]
+        if chosen.mode not in READABLE_MODES:
+            raise IwError(
+                "unsupported",
+                f"wifi: {chosen.name} is in {chosen.mode or 'an unknown'} mode; "
+                "the probe reads client (managed) and access-point interfaces",
+            )
+        return chosen
+    listed = parse_interfaces(_iw(settings, ["dev"], deadline))
+    for candidate in listed:
+        if candidate.mode in READABLE_MODES:
+            return candidate
+    if listed:
+        modes = ", ".join(f"{i.name} ({i.mode})" for i in listed)
+        raise IwError("unsupported", f"wifi: no client or access-point interface; iw lists {modes}")
+    raise IwError("unsupported", "wifi: this device has no wireless interface")
+
+
+def measure(settings: Settings, deadline: float) -> WifiLink:
+    """Read the link of the configured (or first) wireless interface; IwError when it cannot."""
+    chosen = _choose_interface(settings, deadline)
+    if chosen.mode == "AP":
+        dump = _iw(settings, ["dev", chosen.name, "station", "dump"], deadline)
+        return WifiLink(
+            interface=chosen.name,
+            mode="AP",
+            connected=True,  # an access point is "up" for its users whatever the station count
+            ssid=chosen.ssid,
+            bssid=chosen.addr.lower(),
+            frequency_hz=chosen.frequency_hz,
+            signal_dbm=None,
+            tx_bitrate_bps=None,
+            rx_bitrate_bps=None,
+            stations=count_stations(dump),
+        )
+    text = _iw(settings, ["dev", chosen.name, "link"], deadline)
+    try:
+        link = parse_link(text)
+    except ValueError as exc:
+        raise IwError("protocol", f"wifi: {exc}") from None
+    return WifiLink(
+        interface=chosen.name,
+        mode="managed",
+        connected=link.connected,
+        ssid=link.ssid,
+        bssid=link.bssid,
+        frequency_hz=link.frequency_hz,
+        signal_dbm=link.signal_dbm,
+        tx_bitrate_bps=link.tx_bitrate_bps,
+        rx_bitrate_bps=link.rx_bitrate_bps,
+        stations=None,
+    )
+
+
+def describe(link: WifiLink) -> str:
+    """One line for logs and the terminal."""
+    freq = f"{link.frequency_hz / 1e6:.0f} MHz" if link.frequency_hz else "unknown frequency"
+    if link.mode == "AP":
+        return f"wifi: {link.interface} is access point {link.ssid!r} on {freq} with {link.stations} stations"
+    if not link.connected:
+        return f"wifi: {link.interface} is not connected to any network"
+    parts = [f"wifi: {link.interface} connected to {link.ssid!r} ({link.bssid}) on {freq}"]
+    if link.signal_dbm is not None:
+        parts.append(f"signal {link.signal_dbm:.0f} dBm")
+    if link.tx_bitrate_bps is not None:
+        parts.append(f"tx {link.tx_bitrate_bps / 1e6:.1f} Mbit/s")
+    if link.rx_bitrate_bps is not None:
+        parts.append(f"rx {link.rx_bitrate_bps / 1e6:.1f} Mbit/s")
+    return ", ".join(parts)
+
+
 def run(settings: Settings, context: ProbeContext) -> list[Result]:
-    raise NotImplementedError
+    started = time.time()
+    start = time.monotonic()
+    target = settings.interface
+    try:
+        link = measure(settings, start + settings.timeout_s)
+    except IwError as exc:
+        return [
+            failure(
+                PROBE, target, exc.reason, exc.detail, started_at=started, duration_s=time.monotonic() - start
+            )
+        ]
+    duration = time.monotonic() - start
+    if not link.connected:
+        # Not associated is a finding about the site (the hotspot's uplink wifi is down), not a tool error.
+        return [
+            failure(
+                PROBE,
+                link.interface,
+                "unreachable",
+                describe(link),
+                data=link,
+                started_at=started,
+                duration_s=duration,
+            )
+        ]
+    return [
+        Result(
+            PROBE,
+            link.interface,
+            ok=True,
+            detail=describe(link),
+            data=link,
+            started_at=started,
+            duration_s=duration,
+        )
+    ]
 
 
 SPEC = ProbeSpec("wifi", Settings, run)

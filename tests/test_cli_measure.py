@@ -1,0 +1,69 @@
+"""`hotspot-agent measure`: one probe now, JSON on stdout or a plain-words verdict."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.agentproc import LOOPBACK_PROBES, site_yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "measure", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_measure_ping_json(tmp_path: Path) -> None:
+    """--json prints exactly one JSON object with the probe's results, and exits 0 when all went well."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(site_yaml("nd-1") + LOOPBACK_PROBES + f"state_dir: {tmp_path}\n")
+    res = measure("ping", "--config", str(cfg), "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)  # the whole of stdout is one object
+    assert out["probe"] == "ping" and out["ok"] is True
+    (result,) = out["results"]
+    assert result["target"] == "127.0.0.1"
+    assert result["data"]["received"] == 3 and result["data"]["rtt_avg_s"] > 0
+
+
+def test_measure_plain_words_and_failure_exit(tmp_path: Path) -> None:
+    """Without --json a verdict in words; a failed measurement exits 1 and says what failed."""
+    cfg = tmp_path / "c.yaml"
+    # TCP to a closed port on 127.0.0.1: a refused connect still means the host answered
+    cfg.write_text(
+        site_yaml("nd-1")
+        + LOOPBACK_PROBES.replace('targets: ["127.0.0.1"]', 'targets: ["127.0.0.1"], method: tcp, tcp_port: 9')
+        + f"state_dir: {tmp_path}\n"
+    )
+    res = measure("ping", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "127.0.0.1" in res.stdout and "3/3 replies" in res.stdout and "all 1 checks fine" in res.stdout
+    # a resolver on a closed loopback port: the lookup fails, the verdict says so, exit 1
+    cfg.write_text(
+        site_yaml("nd-1")
+        + LOOPBACK_PROBES.replace("dns: {enabled: false}", 'dns: {resolvers: ["127.0.0.1:9"], names: [a.vn]}')
+        + f"state_dir: {tmp_path}\n"
+    )
+    res = measure("dns", "--config", str(cfg))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "PROBLEM: a.vn via 127.0.0.1:9" in res.stdout and "1 of 1 failed" in res.stdout
+
+
+def test_measure_with_bad_config_exits_2(tmp_path: Path) -> None:
+    """A broken config is reported with key paths and exit 2."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("site: {id: x}\n")
+    res = measure("dns", "--config", str(cfg), "--json")
+    assert res.returncode == 2 and res.stdout == ""
+    assert "site.commune: required" in res.stderr
+
+
+def test_server_option_only_for_bandwidth() -> None:
+    """--server with another probe is a usage error, not a silent no-op."""
+    res = measure("ping", "--server", "http://127.0.0.1:1/")
+    assert res.returncode == 2 and "measure bandwidth" in res.stderr
