@@ -1,0 +1,336 @@
+"""The generated dashboards: regenerated identically, valid, self-consistent, and on the metrics contract."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAFANA = ROOT / "grafana"
+DASHBOARDS = GRAFANA / "dashboards"
+RULES_DIR = ROOT / "collector" / "prometheus" / "rules"
+
+# Grafana's own variables ($__range, ${__value.raw}, ...) all start with two underscores.
+VARIABLE_USE = re.compile(
+    r"\$\{([A-Za-z0-9_.]+)(?::[^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)|\[\[([A-Za-z0-9_]+)\]\]"
+)
+AGENT_METRIC = re.compile(r"(?<![:\w])hotspot_[a-z0-9_]+\b")  # not the middle of a recorded name
+RECORDED_METRIC = re.compile(r"\b(?:site|commune|province):[a-z0-9_]+:[a-z0-9_]+\b")
+
+
+def load_build() -> ModuleType:
+    """grafana/build.py is a script, not an installed package: load it from its path."""
+    spec = importlib.util.spec_from_file_location("grafana_build", GRAFANA / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grafana_build"] = module  # dataclasses look their module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+def dashboard_files() -> list[Path]:
+    return sorted(DASHBOARDS.glob("*/*.json"))
+
+
+def load(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, rows included, and the panels inside collapsed rows."""
+    for panel in dashboard.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    for panel in panels(dashboard):
+        for target in panel.get("targets", []):
+            yield panel, target
+
+
+def strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from strings(v)
+
+
+def dicts_with(value: Any, key: str) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if key in value:
+            yield value
+        for v in value.values():
+            yield from dicts_with(v, key)
+    elif isinstance(value, list):
+        for v in value:
+            yield from dicts_with(v, key)
+
+
+def variables_used(text: str) -> set[str]:
+    names = set()
+    for match in VARIABLE_USE.finditer(text):
+        name = next(g for g in match.groups() if g)
+        if not name.startswith("__"):
+            names.add(name.split(".")[0])
+    return names
+
+
+def metric_names(dashboard: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(agent metric names, recording rule names) the dashboard's queries and variables use."""
+    exprs = [t["expr"] for _, t in targets(dashboard)]
+    exprs += [v["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), str)]
+    agent = {m for e in exprs for m in AGENT_METRIC.findall(e)}
+    recorded = {m for e in exprs for m in RECORDED_METRIC.findall(e)}
+    return agent, recorded
+
+
+def substitute(expr: str, values: dict[str, str]) -> str:
+    """Replace template variables the way Grafana does before it sends a query."""
+
+    def one(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        if name not in values:
+            raise KeyError(f"no value for ${name} in {expr!r}")
+        return values[name]
+
+    return VARIABLE_USE.sub(one, expr)
+
+
+# ---------------------------------------------------------------- tests
+
+import jsonschema  # noqa: E402
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+FILES = dashboard_files()
+PROVISIONED_UID = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yaml").read_text())[
+    "datasources"
+][0]["uid"]
+
+
+def ids(path: Path) -> str:
+    return f"{path.parent.name}/{path.stem}"
+
+
+def test_regenerating_gives_the_committed_files() -> None:
+    """The committed JSON is exactly what grafana/build.py generates, and nothing else is there."""
+    rendered = load_build().render()
+    assert sorted(rendered) == sorted(p.relative_to(DASHBOARDS) for p in FILES)
+    for rel, text in rendered.items():
+        assert (DASHBOARDS / rel).read_text(encoding="utf-8") == text, f"{rel}: run python grafana/build.py"
+
+
+def test_check_mode_reports_a_stale_file(tmp_path: Path) -> None:
+    """`build.py --check` exits 1 when a dashboard differs from the generator's output, 0 when not."""
+    build = load_build()
+    assert build.main(["--out", str(tmp_path)]) == 0
+    assert build.main(["--out", str(tmp_path), "--check"]) == 0
+    (tmp_path / "en" / "site.json").write_text("{}\n")
+    assert build.main(["--out", str(tmp_path), "--check"]) == 1
+
+
+def test_there_are_four_dashboards_in_two_languages() -> None:
+    """Overview, commune, site and fleet, each in Vietnamese and English."""
+    assert [ids(p) for p in FILES] == [
+        f"{lang}/{name}" for lang in ("en", "vi") for name in ("commune", "fleet", "overview", "site")
+    ]
+
+
+@pytest.mark.parametrize("path", FILES, ids=ids)
+def test_dashboard_validates_against_the_schema(path: Path) -> None:
+    """Every dashboard is valid against grafana/schema/dashboard.schema.json."""
+    schema = json.loads((GRAFANA / "schema/dashboard.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(load(path)), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+def test_schema_rejects_a_broken_dashboard() -> None:
+    """The schema is not a rubber stamp: a panel off the grid and an unknown key both fail."""
+    schema = json.loads((GRAFANA / "schema/dashboard.schema.json").read_text())
+    broken = load(FILES[0])
+    broken["panels"][0]["gridPos"]["x"] = 30
+    broken["panels"][0]["bogus"] = 1
+    messages = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(broken)]
+    assert messages
+
+
+@pytest.mark.parametrize("path", FILES, ids=ids)
+def test_sdk_typed_models_keep_every_key(path: Path) -> None:
+    """Decoding into grafana-foundation-sdk's typed models and encoding again loses nothing."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()  # panel options and queries decode into their typed models too
+    data = load(path)
+    again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
+    assert again == data
+
+
+def test_sdk_round_trip_drops_an_unknown_option() -> None:
+    """The round trip above would notice a misspelt panel option (the typed model drops it)."""
+    from grafana_foundation_sdk.cog import plugins
+    from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    plugins.register_default_plugins()
+    data = load(DASHBOARDS / "en/overview.json")
+    stat = next(p for p in data["panels"] if p["type"] == "stat")
+    stat["options"]["colourMode"] = "background"
+    again = json.loads(json.dumps(Dashboard.from_json(data), cls=JSONEncoder))
+    assert again != data
+
+
+def test_uids_are_unique_and_panel_ids_unique_per_dashboard() -> None:
+    """No two dashboards share a uid; no two panels of one dashboard share an id."""
+    uids = [load(p)["uid"] for p in FILES]
+    assert len(set(uids)) == len(uids)
+    for path in FILES:
+        panel_ids = [p["id"] for p in panels(load(path))]
+        assert len(set(panel_ids)) == len(panel_ids), path
+
+
+@pytest.mark.parametrize("path", FILES, ids=ids)
+def test_every_datasource_reference_is_the_provisioned_uid(path: Path) -> None:
+    """Panels, queries and variables all point at the provisioned Prometheus by its uid."""
+    refs = [d["datasource"] for d in dicts_with(load(path), "datasource")]
+    assert refs
+    assert all(r == {"type": "prometheus", "uid": PROVISIONED_UID} for r in refs), refs
+
+
+@pytest.mark.parametrize("path", FILES, ids=ids)
+def test_every_variable_used_is_defined(path: Path) -> None:
+    """Each $var / ${var} in queries, titles and links is a template variable of the dashboard."""
+    data = load(path)
+    defined = {v["name"] for v in data["templating"]["list"]}
+    used = {name for text in strings(data) for name in variables_used(text)}
+    assert used <= defined, used - defined
+    assert defined <= used, f"defined but unused: {defined - used}"
+
+
+def test_variables_chain_province_commune_type_site() -> None:
+    """Each variable's query is narrowed by the ones before it."""
+    data = load(DASHBOARDS / "en/site.json")
+    queries = {v["name"]: v["query"] for v in data["templating"]["list"]}
+    assert list(queries) == ["province", "commune", "site_type", "site"]
+    assert variables_used(queries["commune"]) == {"province"}
+    assert variables_used(queries["site_type"]) == {"province", "commune"}
+    assert variables_used(queries["site"]) == {"province", "commune", "site_type"}
+
+
+def test_links_open_dashboards_of_the_same_language() -> None:
+    """Every /d/UID link inside a dashboard opens a generated dashboard in its own language."""
+    uids = {load(p)["uid"]: p.parent.name for p in FILES}
+    for path in FILES:
+        linked = {m for text in strings(load(path)) for m in re.findall(r"/d/([A-Za-z0-9_-]+)", text)}
+        for uid in linked:
+            assert uids.get(uid) == path.parent.name, (path, uid)
+
+
+def test_both_languages_run_the_same_queries_and_layout() -> None:
+    """vi and en differ only in words: same panels, positions, units and queries."""
+    for name in ("overview", "commune", "site", "fleet"):
+        vi, en = load(DASHBOARDS / f"vi/{name}.json"), load(DASHBOARDS / f"en/{name}.json")
+        shape = [
+            (
+                p["type"],
+                p["gridPos"],
+                p["fieldConfig"]["defaults"].get("unit") if "fieldConfig" in p else None,
+            )
+            for p in panels(vi)
+        ]
+        assert shape == [
+            (
+                p["type"],
+                p["gridPos"],
+                p["fieldConfig"]["defaults"].get("unit") if "fieldConfig" in p else None,
+            )
+            for p in panels(en)
+        ]
+        assert [t["expr"] for _, t in targets(vi)] == [t["expr"] for _, t in targets(en)]
+        vi_titles = [p.get("title") for p in panels(vi)]
+        en_titles = [p.get("title") for p in panels(en)]
+        untranslated = [t for t, e in zip(vi_titles, en_titles, strict=True) if t == e]
+        assert not untranslated, f"{name}: titles not translated: {untranslated}"
+
+
+def test_bit_rates_are_shown_in_bits_per_second() -> None:
+    """A bytes-per-second metric is multiplied by 8 and shown with unit bps (Mbit/s at a glance)."""
+    for path in FILES:
+        for panel, target in targets(load(path)):
+            uses = re.findall(r"bytes_per_second\{[^}]*\}(?:\[[^\]]*\])?\)*( \* 8)?", target["expr"])
+            if not uses:
+                continue
+            assert all(uses), (path, target["expr"])
+            units = {panel["fieldConfig"]["defaults"].get("unit")} | {
+                prop["value"]
+                for o in panel["fieldConfig"]["overrides"]
+                for prop in o["properties"]
+                if prop["id"] == "unit"
+            }
+            assert "bps" in units, (path, panel["title"])
+
+
+def test_speed_panels_are_red_below_the_threshold() -> None:
+    """Speed thresholds start red and turn green at the 80 Mbit/s default pass threshold."""
+    build = load_build()
+    config = build.SPEED_STEPS.build()
+    assert [(s.value, s.color) for s in config.steps] == [(None, "red"), (80_000_000, "green")]
+
+
+def test_provisioning_points_at_the_generated_dashboards() -> None:
+    """The datasource has the fixed uid and an env URL with a default; each language has its folder."""
+    ds = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yaml").read_text())
+    assert ds["apiVersion"] == 1
+    (source,) = ds["datasources"]
+    assert (
+        source["type"] == "prometheus"
+        and source["uid"] == "hotspot-prometheus"
+        and source["access"] == "proxy"
+    )
+    env = dict(
+        line.split("=", 1)
+        for line in (GRAFANA / "provisioning/grafana.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert source["url"] == "${HOTSPOT_PROMETHEUS_URL}" and env["HOTSPOT_PROMETHEUS_URL"].startswith(
+        "http://"
+    )
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/hotspot.yaml").read_text())["providers"]
+    assert len({p["folder"] for p in providers}) == len(providers) == 2
+    for provider in providers:
+        assert provider["type"] == "file"
+        rel = provider["options"]["path"].replace("${HOTSPOT_DASHBOARDS_DIR}", str(DASHBOARDS))
+        assert sorted(Path(rel).glob("*.json")), provider
+    assert "HOTSPOT_DASHBOARDS_DIR" in env
+
+
+def test_every_agent_metric_used_is_in_the_metrics_reference() -> None:
+    """A metric renamed in docs/metrics.md (the contract) breaks this test, naming the panel's metric."""
+    documented = set(re.findall(r"`(hotspot_[a-z0-9_]+)`", (ROOT / "docs/metrics.md").read_text()))
+    used = {m for p in FILES for m in metric_names(load(p))[0]}
+    assert used, "no hotspot_* metric found in the dashboards"
+    assert used <= documented, sorted(used - documented)
+
+
+def test_every_recorded_metric_used_is_a_recording_rule() -> None:
+    """Each site:/commune:/province: series the dashboards read is recorded in collector/prometheus/rules."""
+    recorded = set()
+    for path in sorted(RULES_DIR.glob("*.yml")) + sorted(RULES_DIR.glob("*.yaml")):
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            recorded |= {r["record"] for r in group.get("rules", []) if "record" in r}
+    used = {m for p in FILES for m in metric_names(load(p))[1]}
+    assert used <= recorded, f"not recorded in {RULES_DIR}: {sorted(used - recorded)}"
