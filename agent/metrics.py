@@ -123,9 +123,7 @@ class AgentMetrics(Collector):
                 self._update_diagnosis(finished_at)
 
     def _update_diagnosis(self, now: float) -> None:
-        latest = [
-            r for name in _DIAGNOSIS_INPUTS for r in self._probes.get(name, _ProbeState()).results
-        ]
+        latest = [r for name in _DIAGNOSIS_INPUTS for r in self._probes.get(name, _ProbeState()).results]
         current = diagnose(latest)
         if self._diagnosis is None or current.cause != self._diagnosis.cause:
             self._diagnosis_since = now

@@ -43,7 +43,9 @@ def test_sighup_with_broken_config_keeps_old_one(tmp_path: Path) -> None:
         # a valid config with a new identity is taken
         agent.config_path.write_text(good.replace("nd-1", "nd-2"))
         agent.signal(signal.SIGHUP)
-        assert wait_until(lambda: sample(agent, "hotspot_config_reloads_total", site="nd-2", result="success") == 1)
+        assert wait_until(
+            lambda: sample(agent, "hotspot_config_reloads_total", site="nd-2", result="success") == 1
+        )
         assert sample(agent, "hotspot_config_last_reload_successful", site="nd-2") == 1
         assert agent.proc.poll() is None
     finally:

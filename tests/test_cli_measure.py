@@ -14,7 +14,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def measure(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "measure", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "agent.cli", "measure", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -37,7 +41,9 @@ def test_measure_plain_words_and_failure_exit(tmp_path: Path) -> None:
     # TCP to a closed port on 127.0.0.1: a refused connect still means the host answered
     cfg.write_text(
         site_yaml("nd-1")
-        + LOOPBACK_PROBES.replace('targets: ["127.0.0.1"]', 'targets: ["127.0.0.1"], method: tcp, tcp_port: 9')
+        + LOOPBACK_PROBES.replace(
+            'targets: ["127.0.0.1"]', 'targets: ["127.0.0.1"], method: tcp, tcp_port: 9'
+        )
         + f"state_dir: {tmp_path}\n"
     )
     res = measure("ping", "--config", str(cfg))
