@@ -15,9 +15,9 @@ from typing import Any
 
 from agent import __version__
 from agent import config as config_module
-from agent.bandwidth.engine import BandwidthTest
 from agent.config import Config, ConfigError
 from agent.probes import PROBES
+from agent.probes.bandwidth import BandwidthRun
 from agent.scheduler import ProbeScheduler
 from agent.site import Site
 from agent.verdict import describe_results
@@ -140,8 +140,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 def _manual_bandwidth(settings: Any) -> Any:
     """A test someone asked for runs now: no deferral, no budget bookkeeping."""
-    changes = {k: v for k, v in (("defer", False), ("monthly_budget_mb", 0)) if hasattr(settings, k)}
-    return dataclasses.replace(settings, **changes)
+    return dataclasses.replace(settings, defer_threshold_bytes_per_s=0, monthly_budget_bytes=0)
 
 
 def _progress(phase: str, value: float) -> None:
@@ -156,7 +155,8 @@ def _json(probe: str, results: list[Any], ok: bool) -> dict[str, Any]:
     if probe == "bandwidth":
         # The flat contract in design.md; null where a direction was not measured.
         first = results[0] if results else None
-        test = first.data if first is not None and isinstance(first.data, BandwidthTest) else None
+        run = first.data if first is not None and isinstance(first.data, BandwidthRun) else None
+        test = run.test if run is not None else None
         out.update(
             download_bps=test.download_bps if test else None,
             upload_bps=test.upload_bps if test else None,

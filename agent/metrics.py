@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from agent import __version__
 from agent.bandwidth.engine import BandwidthTest
 from agent.diagnosis import CAUSES, Diagnosis, diagnose
+from agent.probes.bandwidth import BandwidthRun
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
 from agent.probes.ping import PingStats
@@ -89,7 +90,7 @@ class AgentMetrics(Collector):
         self._counters: Counter[tuple[str, LabelKey]] = Counter()
         self._diagnosis: Diagnosis | None = None
         self._diagnosis_since: float | None = None
-        self._extra: dict[str, float] = {}  # bandwidth budget and deferral state, see record_bandwidth_status
+        self._last_test: BandwidthTest | None = None  # the last bandwidth run that tested
         self.started_at = clock()
         self.config_ok = True
         self.reloads: Counter[str] = Counter({"success": 0, "failure": 0})
@@ -98,11 +99,15 @@ class AgentMetrics(Collector):
 
     def set_probes(self, names: Iterable[str]) -> None:
         """Declare the enabled probes so that their failure counters exist at 0 from the start."""
+        names = list(names)
         with self._lock:
             for name in names:
                 self._probes.setdefault(name, _ProbeState())
                 for reason in REASONS:
                     self._failures.setdefault((name, reason), 0)
+            if "bandwidth" in names:  # so that increase() over them works before the first event
+                self._counters.setdefault(("hotspot_bandwidth_tests_deferred_total", ()), 0)
+                self._counters.setdefault(("hotspot_bandwidth_tests_skipped_total", _key(reason="budget")), 0)
 
     def record_run(self, probe: str, results: list[Result], finished_at: float, duration_s: float) -> None:
         increments = _increments(probe, results, self.site)
@@ -119,6 +124,9 @@ class AgentMetrics(Collector):
                 if r.reason is not None:
                     self._failures[(probe, r.reason)] += 1
             self._counters.update(increments)
+            for r in results:
+                if isinstance(r.data, BandwidthRun) and r.data.test is not None:
+                    self._last_test = r.data.test
             if probe in _DIAGNOSIS_INPUTS:
                 self._update_diagnosis(finished_at)
 
@@ -153,6 +161,8 @@ class AgentMetrics(Collector):
                 if render is not None:
                     for result in state.results:
                         render(f, result)
+            if self._last_test is not None:
+                _render_bandwidth_test(f, self._last_test)
             for (name, key), value in sorted(self._counters.items()):
                 f.counter(name, _COUNTER_DOCS[name], value, **dict(key))
             self._collect_diagnosis(f)
@@ -395,9 +405,23 @@ def _render_system(f: _Families, r: Result) -> None:
 
 
 def _render_bandwidth(f: _Families, r: Result) -> None:
-    d = r.data
-    if not isinstance(d, BandwidthTest):
+    """The budget from the latest run; the figures of the latest run that tested (a deferred or
+    skipped run leaves the last measurement standing)."""
+    run = r.data
+    if not isinstance(run, BandwidthRun):
         return
+    if run.budget.budget_bytes:  # 0 = unlimited: no budget series at all
+        f.gauge(
+            "hotspot_bandwidth_budget_bytes", "The monthly data budget for tests.", run.budget.budget_bytes
+        )
+        f.gauge(
+            "hotspot_bandwidth_budget_remaining_bytes",
+            "What is left of the monthly data budget.",
+            run.budget.remaining_bytes,
+        )
+
+
+def _render_bandwidth_test(f: _Families, d: BandwidthTest) -> None:
     labels = {"engine": d.engine, "server": d.server}
     for direction, bps, streams in (
         ("download", d.download_bps, d.download_streams),
@@ -445,6 +469,8 @@ _COUNTER_DOCS = {
     "hotspot_bandwidth_tests_total": "Bandwidth tests that produced a result for the direction.",
     "hotspot_bandwidth_tests_meeting_threshold_total": "Bandwidth tests at or above the threshold.",
     "hotspot_bandwidth_test_bytes_total": "Bytes moved by bandwidth tests.",
+    "hotspot_bandwidth_tests_deferred_total": "Bandwidth tests given up because users were loading the line.",
+    "hotspot_bandwidth_tests_skipped_total": "Bandwidth tests not run, by reason.",
 }
 
 
@@ -472,12 +498,19 @@ def _increments(probe: str, results: list[Result], site: Site) -> Increments:
             labels = {"resolver": d.resolver, "name": d.name}
             add("hotspot_dns_lookups_total", 1, **labels)
             add("hotspot_dns_lookup_failures_total", 0 if r.ok else 1, **labels)
-        elif probe == "bandwidth" and isinstance(d, BandwidthTest):
+        elif probe == "bandwidth" and isinstance(d, BandwidthRun):
+            if d.outcome == "deferred":
+                add("hotspot_bandwidth_tests_deferred_total", 1)
+            elif d.outcome == "skipped":
+                add("hotspot_bandwidth_tests_skipped_total", 1, reason="budget")
+            if d.test is None:
+                continue
+            t = d.test
             for direction, bps, moved, contracted in (
-                ("download", d.download_bps, d.download_bytes, site.contracted_download_mbps),
-                ("upload", d.upload_bps, d.upload_bytes, site.contracted_upload_mbps),
+                ("download", t.download_bps, t.download_bytes, site.contracted_download_mbps),
+                ("upload", t.upload_bps, t.upload_bytes, site.contracted_upload_mbps),
             ):
-                labels = {"direction": direction, "engine": d.engine}
+                labels = {"direction": direction, "engine": t.engine}
                 add("hotspot_bandwidth_test_bytes_total", moved, **labels)
                 if bps is not None:
                     add("hotspot_bandwidth_tests_total", 1, **labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.bandwidth.engine import BandwidthTest
+from agent.probes.bandwidth import BandwidthRun
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
 from agent.probes.ping import PingStats
@@ -62,8 +63,8 @@ def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
 def _one(r: Result, site: Site) -> list[str]:
     d = r.data
     prefix = "" if r.ok else "PROBLEM: "
-    if isinstance(d, BandwidthTest):
-        lines = bandwidth_verdict(d, site)
+    if isinstance(d, BandwidthRun):
+        lines = bandwidth_verdict(d.test, site) if d.test is not None else []
         return lines if r.ok else [f"PROBLEM: {r.detail}", *lines]
     if isinstance(d, PingStats):
         return [

@@ -73,3 +73,50 @@ def test_server_option_only_for_bandwidth() -> None:
     """--server with another probe is a usage error, not a silent no-op."""
     res = measure("ping", "--server", "http://127.0.0.1:1/")
     assert res.returncode == 2 and "measure bandwidth" in res.stderr
+
+
+def test_measure_bandwidth_json_without_config() -> None:
+    """`measure bandwidth --server URL --json` works with no config and prints the contract's fields."""
+    import re
+
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "collector.speedtest_server",
+            "--listen",
+            "127.0.0.1:0",
+            "--test-only-pace-mbps",
+            "40",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        m = None
+        for _ in range(5):  # a warning about the test-only pacing comes first
+            m = m or re.search(r"listening on (\S+)", server.stdout.readline())
+        assert m, "the speedtest server did not start"
+        res = measure("bandwidth", "--server", m.group(1), "--json")
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = json.loads(res.stdout)
+    for key in ("download_bps", "upload_bps", "download_bytes", "upload_bytes", "latency_ms", "duration_s"):
+        assert isinstance(out[key], int | float) and out[key] > 0, key
+    assert out["engine"] == "http" and out["server"].startswith("http://127.0.0.1:")
+    # paced to 40 Mbit/s: the goodput is measured, not invented
+    assert 36e6 < out["download_bps"] < 41e6 and 36e6 < out["upload_bps"] < 41e6
+
+
+def test_measure_bandwidth_unreachable_server_fails_clearly() -> None:
+    """A server that refuses gives exit 1, a reason and no throughput value."""
+    res = measure("bandwidth", "--server", "http://127.0.0.1:9/", "--json")
+    assert res.returncode == 1
+    out = json.loads(res.stdout)
+    assert out["ok"] is False and out["reason"] == "refused"
+    assert out["download_bps"] is None and out["upload_bps"] is None

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from agent.bandwidth.budget import BudgetStatus
 from agent.bandwidth.engine import BandwidthTest
+from agent.probes.bandwidth import BandwidthRun
 from agent.metrics import AgentMetrics
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
@@ -56,6 +58,13 @@ def ping(target: str, received: int, role: str = "internet", avg: float | None =
     if received:
         return Result("ping", target, True, data=stats)
     return failure("ping", target, "unreachable", "no reply", data=stats)
+
+
+BUDGET = BudgetStatus(30_000_000_000, 130_000_000, 29_870_000_000, "2026-11", True)
+
+
+def bw(outcome: str, test: BandwidthTest | None) -> BandwidthRun:
+    return BandwidthRun(outcome, test, BUDGET, None)  # type: ignore[arg-type]
 
 
 def full_metrics() -> AgentMetrics:
@@ -115,7 +124,7 @@ def full_metrics() -> AgentMetrics:
     test = BandwidthTest(
         "http", "http://speed.example.vn/", 91e6, 60e6, 80_000_000, 50_000_000, 0.012, 0.085, 4, 4, 12.0
     )
-    m.record_run("bandwidth", [Result("bandwidth", "", True, data=test)], 1, 12.0)
+    m.record_run("bandwidth", [Result("bandwidth", "", True, data=bw("measured", test))], 1, 12.0)
     return m
 
 
@@ -156,19 +165,7 @@ def test_names_match_the_reference() -> None:
     doc = (ROOT / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"`(hotspot_[a-z0-9_]+)`", doc))
     assert exposed - documented == set()
-    # Bandwidth scheduling, budget and push series come from other parts; the rest must be exposed here.
-    elsewhere = {
-        n
-        for n in documented
-        if n.startswith(
-            (
-                "hotspot_push_",
-                "hotspot_bandwidth_budget",
-                "hotspot_bandwidth_tests_deferred",
-                "hotspot_bandwidth_tests_skipped",
-            )
-        )
-    }
+    elsewhere = {n for n in documented if n.startswith("hotspot_push_")}  # the pusher's own collector
     assert documented - elsewhere - exposed == set()
 
 
@@ -195,10 +192,12 @@ def test_failed_bandwidth_direction_not_exported() -> None:
     """A test whose upload failed exports the download only, and counts only the download test."""
     m = AgentMetrics(SITE)
     partial = BandwidthTest("http", "s", 95e6, None, 1000, 20, 0.01, None, 4, 0, 3.0)
-    m.record_run("bandwidth", [failure("bandwidth", "", "refused", "upload refused", data=partial)], 1, 1)
-    bw = {"engine": "http", "server": "s"}
-    assert value(m, "hotspot_bandwidth_goodput_bytes_per_second", direction="download", **bw) == 95e6 / 8
-    assert value(m, "hotspot_bandwidth_goodput_bytes_per_second", direction="upload", **bw) is None
+    m.record_run(
+        "bandwidth", [failure("bandwidth", "", "refused", "upload refused", data=bw("failed", partial))], 1, 1
+    )
+    bwl = {"engine": "http", "server": "s"}
+    assert value(m, "hotspot_bandwidth_goodput_bytes_per_second", direction="download", **bwl) == 95e6 / 8
+    assert value(m, "hotspot_bandwidth_goodput_bytes_per_second", direction="upload", **bwl) is None
     assert value(m, "hotspot_bandwidth_tests_total", direction="upload", engine="http") is None
     assert value(m, "hotspot_bandwidth_tests_total", direction="download", engine="http") == 1
     assert value(m, "hotspot_bandwidth_test_bytes_total", direction="upload", engine="http") == 20
@@ -211,7 +210,7 @@ def test_threshold_counting_follows_site_rule() -> None:
     m = AgentMetrics(SITE)  # 100/100 Mbps, pass ratio 0.8
     for down, up in ((81e6, 79e6), (80e6, 95e6), (50e6, 50e6)):
         test = BandwidthTest("http", "s", down, up, 1, 1, None, None, 4, 4, 1.0)
-        m.record_run("bandwidth", [Result("bandwidth", "", True, data=test)], 1, 1)
+        m.record_run("bandwidth", [Result("bandwidth", "", True, data=bw("measured", test))], 1, 1)
     meets = "hotspot_bandwidth_tests_meeting_threshold_total"
     assert value(m, "hotspot_bandwidth_tests_total", direction="download", engine="http") == 3
     assert value(m, meets, direction="download", engine="http") == 2
@@ -259,3 +258,24 @@ def test_scrape_does_not_measure() -> None:
     m = full_metrics()
     assert exposition(m).replace("1.7e+09", "") == exposition(m).replace("1.7e+09", "")
     assert value(m, "hotspot_probe_runs_total", probe="ping") == 1
+
+
+def test_deferred_run_keeps_last_measurement_and_counts() -> None:
+    """A deferred or skipped run is counted, and the last test's figures stay exported."""
+    m = AgentMetrics(SITE)
+    m.set_probes(["bandwidth"])
+    assert value(m, "hotspot_bandwidth_tests_deferred_total") == 0
+    test = BandwidthTest("http", "s", 91e6, 60e6, 1, 1, None, None, 4, 4, 1.0)
+    m.record_run("bandwidth", [Result("bandwidth", "s", True, data=bw("measured", test))], 1, 1)
+    m.record_run(
+        "bandwidth", [failure("bandwidth", "s", "limit", "deferred", data=bw("deferred", None))], 2, 1
+    )
+    m.record_run("bandwidth", [failure("bandwidth", "s", "limit", "skipped", data=bw("skipped", None))], 3, 1)
+    assert value(m, "hotspot_bandwidth_tests_deferred_total") == 1
+    assert value(m, "hotspot_bandwidth_tests_skipped_total", reason="budget") == 1
+    bw_labels = {"engine": "http", "server": "s"}
+    assert (
+        value(m, "hotspot_bandwidth_goodput_bytes_per_second", direction="download", **bw_labels) == 91e6 / 8
+    )
+    assert value(m, "hotspot_bandwidth_tests_total", direction="download", engine="http") == 1
+    assert value(m, "hotspot_bandwidth_budget_remaining_bytes") == 29_870_000_000

@@ -1,0 +1,106 @@
+"""What one core of the speedtest server serves on loopback: download and upload, N connections.
+
+The server runs in its own process pinned to CPU 0 (taskset); the load comes from client processes
+pinned to CPU 1 that read (or write) as fast as they can with 1 MiB buffers. Run as:
+
+    .venv/bin/python bench/speedtest_server_capacity.py [--seconds 5] [--connections 1 4 16]
+
+and copy the printed table into bench/RESULTS-speedtest-server.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+
+
+def _download(port: int, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    os.sched_setaffinity(0, {1})
+    sock = socket.create_connection(("127.0.0.1", port))
+    buf = bytearray(MIB)
+    view = memoryview(buf)
+    got, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        sock.sendall(b"GET /garbage?ckSize=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        left = 100 * MIB - len(head.split(b"\r\n\r\n", 1)[1])
+        got += 100 * MIB - left
+        while left > 0 and time.monotonic() < end:
+            n = sock.recv_into(view[: min(MIB, left)])
+            left -= n
+            got += n
+        if left:
+            break
+    out.put(got)
+    sock.close()
+
+
+def _upload(port: int, seconds: float, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    os.sched_setaffinity(0, {1})
+    sock = socket.create_connection(("127.0.0.1", port))
+    body = memoryview(os.urandom(MIB))
+    sent, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        sock.sendall(b"POST /empty HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (64 * MIB))
+        for _ in range(64):
+            sock.sendall(body)
+        sent += 64 * MIB
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            resp += sock.recv(4096)
+    out.put(sent)
+    sock.close()
+
+
+def measure(kind: str, port: int, connections: int, seconds: float) -> float:
+    out: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+    target = _download if kind == "download" else _upload
+    procs = [mp.Process(target=target, args=(port, seconds, out)) for _ in range(connections)]
+    start = time.monotonic()
+    for p in procs:
+        p.start()
+    total = sum(out.get(timeout=seconds + 60) for _ in procs)
+    for p in procs:
+        p.join()
+    return total * 8 / (time.monotonic() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 4, 16])
+    args = parser.parse_args()
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "collector.speedtest_server", "--listen", "127.0.0.1:0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().rsplit(":", 1)[1].strip("/\n"))
+        print("| direction | connections | Gbit/s (server on 1 core) |")
+        print("| --- | --- | --- |")
+        for kind in ("download", "upload"):
+            for n in args.connections:
+                bps = measure(kind, port, n, args.seconds)
+                print(f"| {kind} | {n} | {bps / 1e9:.2f} |", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""`hotspot-collector speedtest-server`: the target the agents' HTTP bandwidth engine measures against.
+
+Speaks the LibreSpeed backend protocol, so LibreSpeed's own web and CLI clients work too:
+- `GET /garbage?ckSize=N`: N MiB of random data (default 4, at most --max-chunks),
+- `GET|POST /empty`: an empty answer (latency pings); a POST body is read and thrown away,
+- `GET /getIP`: `{"processedString": "<client address>", "rawIspInfo": ""}`,
+each also as `NAME.php`, `/backend/NAME` and `/backend/NAME.php`, plus `GET /metrics` (Prometheus,
+names prefixed `hotspot_speedtest_server_`; never behind the token).
+
+With a token (--token-file, or the HOTSPOT_SPEEDTEST_TOKEN environment variable), every test
+request must carry `Authorization: Bearer TOKEN` (a header, so the token stays out of access logs
+and URLs); otherwise 403. A client address with too many open connections gets 429, a full server
+503, each with a plain-text body saying which limit it hit.
+
+It must never be the bottleneck: downloads are slices of one pre-generated random buffer sent with
+sendall, uploads are read into one reusable buffer per connection. See
+bench/RESULTS-speedtest-server.md for what one core serves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+from agent.schema import split_host_port
+
+log = logging.getLogger(__name__)
+
+MIB = 1 << 20
+TOKEN_ENV = "HOTSPOT_SPEEDTEST_TOKEN"
+ENDPOINTS = ("garbage", "empty", "getIP")
+_RANDOM = memoryview(os.urandom(2 * MIB))  # download payload: each MiB chunk is a slice of this
+PACED_SLICE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_chunks: int = 100  # largest ckSize (MiB per download request)
+    max_upload_bytes: int = 256 * MIB  # largest upload request body
+    max_connections: int = 256
+    max_connections_per_ip: int = 32  # the agent's engine opens at most 16 streams + 1 latency connection
+    token: str = ""
+    idle_timeout_s: float = 30.0  # a connection silent this long is closed (slow clients, slow-loris)
+    # TEST ONLY: pace download and upload (all connections together) to this rate, to make a site
+    # look slow in integration tests. 0: off. Never set it on a real server.
+    test_only_pace_bps: float = 0.0
+
+
+class Metrics:
+    """The server's own metrics, in an explicit registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        p = "hotspot_speedtest_server_"
+        self.sent = Counter(p + "sent_bytes", "Body bytes sent (downloads)", registry=self.registry)
+        self.received = Counter(p + "received_bytes", "Body bytes received (uploads)", registry=self.registry)
+        self.requests = Counter(
+            p + "requests", "Requests answered", ["endpoint", "status"], registry=self.registry
+        )
+        self.active = Gauge(p + "active_connections", "Connections being served", registry=self.registry)
+        self.rejected = Counter(
+            p + "rejected_connections", "Connections refused by a limit", ["limit"], registry=self.registry
+        )
+        for limit in ("per_ip", "total"):
+            self.rejected.labels(limit)
+
+
+class Pacer:
+    """TEST ONLY: one shared virtual clock that spaces all paced bytes at `bps`."""
+
+    def __init__(self, bps: float) -> None:
+        self.bps = bps
+        self._lock = threading.Lock()
+        self._next = time.monotonic()
+
+    def wait(self, nbytes: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + nbytes * 8 / self.bps
+        if start > now:
+            time.sleep(start - now)
+
+
+class SpeedtestServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], settings: ServerSettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.pacer = Pacer(settings.test_only_pace_bps) if settings.test_only_pace_bps > 0 else None
+        self.lock = threading.Lock()
+        self.per_ip: dict[str, int] = {}
+        self.total = 0
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        if self.pacer is not None:
+            # Paced uploads: a small receive buffer (inherited by accepted sockets) keeps the kernel
+            # from acknowledging megabytes ahead of the pace, as a slow link would not either.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
+        super().server_bind()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # clients reset connections at the end of every test
+            log.debug("%s: %s", client_address[0], exc)
+        else:
+            log.exception("error serving %s", client_address[0])
+
+    def admit(self, ip: str) -> str:
+        """Count a new connection in; returns "" or the limit that refuses it."""
+        with self.lock:
+            if self.total >= self.settings.max_connections:
+                return "total"
+            if self.per_ip.get(ip, 0) >= self.settings.max_connections_per_ip:
+                return "per_ip"
+            self.total += 1
+            self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        self.metrics.active.inc()
+        return ""
+
+    def release(self, ip: str) -> None:
+        with self.lock:
+            self.total -= 1
+            self.per_ip[ip] -= 1
+            if not self.per_ip[ip]:
+                del self.per_ip[ip]
+        self.metrics.active.dec()
+
+    @property
+    def url(self) -> str:
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}/"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: SpeedtestServer
+    protocol_version = "HTTP/1.1"  # keep-alive: the engine sends many requests per stream
+    server_version = "hotspot-speedtest"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.refused = self.server.admit(self.client_address[0])
+        self.connection.settimeout(5.0 if self.refused else self.server.settings.idle_timeout_s)
+        if self.refused:
+            self.server.metrics.rejected.labels(self.refused).inc()
+        self.upload_buffer: bytearray | None = None
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            if not self.refused:
+                self.server.release(self.client_address[0])
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.client_address[0], format % args)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_OPTIONS(self) -> None:  # CORS preflight from LibreSpeed's web client
+        self._answer("options", 204, b"")
+
+    def _dispatch(self, method: str) -> None:
+        url = urlsplit(self.path)
+        endpoint = _endpoint(url.path)
+        if self.refused:
+            limits = self.server.settings
+            text = (
+                f"too many connections from {self.client_address[0]} "
+                f"(at most {limits.max_connections_per_ip}); retry later\n"
+                if self.refused == "per_ip"
+                else f"server full (at most {limits.max_connections} connections); retry later\n"
+            )
+            self.close_connection = True
+            self._answer(endpoint or "other", 429 if self.refused == "per_ip" else 503, text.encode())
+            return
+        if url.path == "/metrics" and method == "GET":
+            body = generate_latest(self.server.metrics.registry)
+            self._answer("metrics", 200, body, CONTENT_TYPE_LATEST)
+            return
+        if endpoint is None:
+            self.close_connection = method == "POST"
+            self._answer("other", 404, b"not found: try /garbage, /empty, /getIP or /metrics\n")
+            return
+        token = self.server.settings.token
+        if token and not hmac.compare_digest(
+            self.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
+        ):
+            self.close_connection = True  # an unread upload body must not be parsed as a request
+            self._answer(endpoint, 403, b"missing or wrong token: send 'Authorization: Bearer TOKEN'\n")
+            return
+        if endpoint == "garbage":
+            self._garbage(parse_qs(url.query).get("ckSize", ["4"])[0])
+        elif endpoint == "getIP":
+            body = json.dumps({"processedString": self.client_address[0], "rawIspInfo": ""}).encode()
+            self._answer(endpoint, 200, body, "application/json")
+        elif method == "POST":
+            self._upload()
+        else:
+            self._answer(endpoint, 200, b"")
+
+    def _answer(
+        self, endpoint: str, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8"
+    ) -> None:
+        self.send_response(status)
+        self._common_headers(ctype, len(body))
+        self.end_headers()
+        self.wfile.write(body)
+        self.server.metrics.requests.labels(endpoint, str(status)).inc()
+
+    def _common_headers(self, ctype: str, length: int) -> None:
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(length))
+        self.send_header("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+        self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+
+    def _garbage(self, ck_size: str) -> None:
+        limit = self.server.settings.max_chunks
+        if not ck_size.isdigit() or not 1 <= int(ck_size) <= limit:
+            self._answer("garbage", 400, f"ckSize must be a whole number from 1 to {limit}\n".encode())
+            return
+        chunks = int(ck_size)
+        self.send_response(200)
+        self._common_headers("application/octet-stream", chunks * MIB)
+        self.end_headers()
+        pacer, sock, sent = self.server.pacer, self.connection, self.server.metrics.sent
+        try:
+            for _ in range(chunks):
+                offset = random.randrange(MIB)
+                chunk = _RANDOM[offset : offset + MIB]
+                if pacer is None:
+                    sock.sendall(chunk)
+                else:
+                    for i in range(0, MIB, PACED_SLICE):
+                        pacer.wait(PACED_SLICE)
+                        sock.sendall(chunk[i : i + PACED_SLICE])
+                sent.inc(MIB)
+        except OSError:
+            self.close_connection = True  # the client went away mid-body: the usual end of a test
+            self.server.metrics.requests.labels("garbage", "aborted").inc()
+            return
+        self.server.metrics.requests.labels("garbage", "200").inc()
+
+    def _upload(self) -> None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._answer("empty", 411, b"send uploads with a Content-Length\n")
+            return
+        raw = self.headers.get("Content-Length", "0")
+        length = int(raw) if raw.isdigit() else -1
+        if not 0 <= length <= self.server.settings.max_upload_bytes:
+            self.close_connection = True
+            limit = self.server.settings.max_upload_bytes
+            self._answer("empty", 413, f"Content-Length must be 0 to {limit}\n".encode())
+            return
+        if self.upload_buffer is None:
+            self.upload_buffer = bytearray(MIB)
+        view = memoryview(self.upload_buffer)
+        pacer, received = self.server.pacer, self.server.metrics.received
+        left = length
+        try:
+            while left:
+                size = min(left, PACED_SLICE if pacer else MIB)
+                if pacer is not None:
+                    pacer.wait(size)
+                n = self.rfile.readinto(view[:size])
+                if not n:
+                    raise ConnectionError("client closed mid-body")
+                left -= n
+                received.inc(n)
+        except OSError:
+            self.close_connection = True
+            self.server.metrics.requests.labels("empty", "aborted").inc()
+            return
+        self._answer("empty", 200, b"")
+
+
+def _endpoint(path: str) -> str | None:
+    """`/garbage`, `/garbage.php`, `/backend/garbage[.php]` -> "garbage"; None for anything else."""
+    name = path.removeprefix("/backend").removeprefix("/").removesuffix(".php")
+    return name if name in ENDPOINTS else None
+
+
+def serve(host: str, port: int, settings: ServerSettings) -> SpeedtestServer:
+    """A bound server (port 0: any free port); call serve_forever() on it."""
+    return SpeedtestServer((host, port), settings)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen", default="0.0.0.0:8989", help="HOST:PORT to serve on (default %(default)s)"
+    )
+    parser.add_argument(
+        "--token-file", help=f"file holding the token agents must send (or set {TOKEN_ENV}); default: none"
+    )
+    parser.add_argument(
+        "--max-chunks", type=int, default=100, help="largest ckSize in MiB (default %(default)s)"
+    )
+    parser.add_argument("--max-connections", type=int, default=256, help="default %(default)s")
+    parser.add_argument("--max-connections-per-ip", type=int, default=32, help="default %(default)s")
+    parser.add_argument(
+        "--test-only-pace-mbps",
+        type=float,
+        default=0.0,
+        help="TEST ONLY: pace downloads and uploads to this many Mbit/s in total, to make a site look slow",
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        host, port = split_host_port(args.listen)
+    except ValueError as exc:
+        print(f"--listen {args.listen}: {exc}", file=sys.stderr)
+        return 2
+    token = os.environ.get(TOKEN_ENV, "")
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"--token-file {args.token_file}: cannot read: {exc.strerror}", file=sys.stderr)
+            return 2
+        if not token:
+            print(f"--token-file {args.token_file}: empty", file=sys.stderr)
+            return 2
+    for name in ("max_chunks", "max_connections", "max_connections_per_ip"):
+        if getattr(args, name) < 1:
+            print(f"--{name.replace('_', '-')}: must be at least 1", file=sys.stderr)
+            return 2
+    if args.test_only_pace_mbps < 0:
+        print("--test-only-pace-mbps: must not be negative", file=sys.stderr)
+        return 2
+    settings = ServerSettings(
+        max_chunks=args.max_chunks,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        token=token,
+        test_only_pace_bps=args.test_only_pace_mbps * 1e6,
+    )
+    try:
+        server = serve(host or "0.0.0.0", port, settings)
+    except OSError as exc:
+        print(f"cannot listen on {args.listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if settings.test_only_pace_bps:
+        log.warning(
+            "TEST ONLY pacing at %.1f Mbit/s: do not use this server for real measurements",
+            args.test_only_pace_mbps,
+        )
+    print(f"speedtest server listening on {server.url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server without the rest of the collector's CLI (tests, benchmarks)."""
+    parser = argparse.ArgumentParser(prog="speedtest-server")
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

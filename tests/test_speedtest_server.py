@@ -1,0 +1,209 @@
+"""The speedtest server: LibreSpeed endpoints, limits, token, metrics, pacing and its command line."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.speedtest_server import MIB, ServerSettings, SpeedtestServer, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(settings: ServerSettings) -> SpeedtestServer:
+    server = serve("127.0.0.1", 0, settings)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def server() -> Iterator[SpeedtestServer]:
+    s = start(ServerSettings(max_chunks=8, max_upload_bytes=4 * MIB, max_connections_per_ip=3))
+    yield s
+    s.shutdown()
+    s.server_close()
+
+
+def conn(server: SpeedtestServer) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+
+
+def get(server: SpeedtestServer, path: str, **headers: str) -> tuple[int, bytes]:
+    c = conn(server)
+    c.request("GET", path, headers=headers)
+    resp = c.getresponse()
+    body = resp.read()
+    c.close()
+    return resp.status, body
+
+
+def metric(server: SpeedtestServer, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return server.metrics.registry.get_sample_value(name, labels or {})
+
+
+@pytest.mark.parametrize("path", ["/garbage", "/garbage.php", "/backend/garbage.php", "/backend/garbage"])
+def test_garbage_serves_ck_size_mib_under_every_alias(server: SpeedtestServer, path: str) -> None:
+    """garbage answers ckSize MiB of random data under each LibreSpeed path."""
+    status, body = get(server, f"{path}?ckSize=3&r=0.5")
+    assert status == 200 and len(body) == 3 * MIB
+    assert len(set(body[:4096])) > 200  # random bytes, not a constant fill
+
+
+def test_garbage_default_and_bounds(server: SpeedtestServer) -> None:
+    """No ckSize gives LibreSpeed's default of 4 MiB; one past the maximum gives 400 with a reason."""
+    assert len(get(server, "/garbage.php")[1]) == 4 * MIB
+    status, body = get(server, "/garbage.php?ckSize=9")
+    assert status == 400 and b"from 1 to 8" in body
+    assert get(server, "/garbage.php?ckSize=abc")[0] == 400
+
+
+def test_empty_and_getip(server: SpeedtestServer) -> None:
+    """empty answers an empty 200; getIP reports the client's address as LibreSpeed's JSON."""
+    assert get(server, "/empty.php") == (200, b"")
+    status, body = get(server, "/backend/getIP.php")
+    assert status == 200 and json.loads(body) == {"processedString": "127.0.0.1", "rawIspInfo": ""}
+    assert get(server, "/nothing")[0] == 404
+
+
+def test_upload_is_read_and_counted(server: SpeedtestServer) -> None:
+    """A POST to empty is read to the end (keep-alive survives) and counted as received bytes."""
+    c = conn(server)
+    for _ in range(2):
+        c.request("POST", "/empty.php", body=os.urandom(3 * MIB))
+        resp = c.getresponse()
+        assert resp.status == 200 and resp.read() == b""
+    c.close()
+    assert metric(server, "hotspot_speedtest_server_received_bytes_total") == 6 * MIB
+
+
+def test_oversized_upload_is_refused(server: SpeedtestServer) -> None:
+    """An upload above the limit is answered 413 without reading it."""
+    c = conn(server)
+    c.putrequest("POST", "/empty.php")
+    c.putheader("Content-Length", str(5 * MIB))
+    c.endheaders()
+    resp = c.getresponse()
+    assert resp.status == 413 and b"Content-Length must be 0 to" in resp.read()
+
+
+def test_per_ip_connection_limit_answers_429(server: SpeedtestServer) -> None:
+    """A fourth open connection from one address gets 429 with a body naming the limit."""
+    held = [conn(server) for _ in range(3)]
+    for c in held:
+        c.request("GET", "/empty")
+        c.getresponse().read()
+    status, body = get(server, "/empty")
+    assert status == 429 and b"too many connections from 127.0.0.1" in body
+    assert metric(server, "hotspot_speedtest_server_rejected_connections_total", {"limit": "per_ip"}) == 1
+    for c in held:
+        c.close()
+
+
+def test_total_connection_limit_answers_503() -> None:
+    """Past the server-wide limit a connection gets 503."""
+    s = start(ServerSettings(max_connections=1))
+    try:
+        first = conn(s)
+        first.request("GET", "/empty")
+        first.getresponse().read()
+        status, body = get(s, "/empty")
+        assert status == 503 and b"server full" in body
+        first.close()
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+def test_token_required_on_test_endpoints_not_on_metrics() -> None:
+    """With a token, test requests need the Bearer header (else 403); /metrics stays open."""
+    s = start(ServerSettings(token="s3cret"))
+    try:
+        assert get(s, "/empty.php")[0] == 403
+        status, body = get(s, "/garbage.php?ckSize=1", Authorization="Bearer wrong")
+        assert status == 403 and b"token" in body
+        assert get(s, "/garbage.php?ckSize=1", Authorization="Bearer s3cret")[0] == 200
+        assert get(s, "/metrics")[0] == 200
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+def test_metrics_count_requests_bytes_and_connections(server: SpeedtestServer) -> None:
+    """/metrics exposes bytes sent, requests by endpoint and status, and active connections."""
+    get(server, "/garbage?ckSize=2")
+    get(server, "/garbage?ckSize=99")
+    status, body = get(server, "/metrics")
+    text = body.decode()
+    assert status == 200
+    assert 'hotspot_speedtest_server_requests_total{endpoint="garbage",status="200"} 1.0' in text
+    assert 'hotspot_speedtest_server_requests_total{endpoint="garbage",status="400"} 1.0' in text
+    assert "hotspot_speedtest_server_sent_bytes_total" in text
+    assert metric(server, "hotspot_speedtest_server_sent_bytes_total") == 2 * MIB
+    assert "hotspot_speedtest_server_active_connections 1.0" in text  # the scrape's own connection
+
+
+def test_pacing_slows_downloads() -> None:
+    """TEST-ONLY pacing at 16 Mbit/s makes a 2 MiB download take about a second, not milliseconds."""
+    s = start(ServerSettings(test_only_pace_bps=16e6))
+    try:
+        began = time.monotonic()
+        assert len(get(s, "/garbage?ckSize=2")[1]) == 2 * MIB
+        assert time.monotonic() - began > 0.8  # 2 MiB at 16 Mbit/s = 1.05 s
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "collector.speedtest_server", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_command_serves_until_terminated(tmp_path: Path) -> None:
+    """The command prints its URL, serves with the token from --token-file, exits 0 on SIGTERM."""
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    proc = run_cli("--listen", "127.0.0.1:0", "--token-file", str(token))
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("speedtest server listening on http://127.0.0.1:")
+        port = int(line.rsplit(":", 1)[1].strip("/\n"))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/empty", headers={"Authorization": "Bearer abc"})
+        assert c.getresponse().status == 200
+        c.close()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "nonsense"], "not HOST:PORT"),
+        (["--listen", "127.0.0.1:0", "--token-file", "/nonexistent/token"], "cannot read"),
+        (["--listen", "127.0.0.1:0", "--max-chunks", "0"], "--max-chunks: must be at least 1"),
+    ],
+)
+def test_command_rejects_bad_arguments(args: list[str], message: str) -> None:
+    """Bad arguments exit 2 with one clear line, no traceback."""
+    proc = run_cli(*args)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert message in err and "Traceback" not in err
