@@ -1,0 +1,345 @@
+"""The push loop: snapshot the registry every interval into the disk queue; drain it to the receiver.
+
+Two threads. The snapshot thread only reads the registry and appends to the local queue, so a dead
+link never delays measurements. The sender thread sends the oldest samples first, retries network
+errors, 5xx and 429 with jittered exponential backoff, drops a batch the receiver refuses for good
+(other 4xx) and splits a batch the receiver calls too old, so one stale sample cannot block the queue.
+
+Pushed series look like scraped ones: {__name__, job="hotspot-agent", instance=<site id>, ...}.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import struct
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from agent.push.queue import Batch, Drops, QueueClosed, SampleQueue
+from agent.push.remote_write import (
+    STALE_NAN,
+    Answer,
+    InvalidSeries,
+    RemoteWriteClient,
+    compress,
+    encode_labels,
+    encode_write_request,
+)
+from agent.push.settings import PushSettings
+
+log = logging.getLogger(__name__)
+
+JOB = "hotspot-agent"
+QUEUE_FILE = "push-queue.sqlite"
+DROP_REASONS = ("queue_full", "too_old", "rejected")
+_STOP_TIMEOUT_S = 3.0
+
+
+class PushMetrics:
+    """The pipeline's own metrics, a prometheus_client collector the agent registers.
+
+    hotspot_push_queue_samples{site="nd-1",...} 0.0
+    hotspot_push_samples_dropped_total{reason="too_old",site="nd-1",...} 12.0
+    """
+
+    def __init__(self, identity_labels: Mapping[str, str]) -> None:
+        self._identity = dict(identity_labels)
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.retried = 0
+        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.last_success: float | None = None
+        self.queue: SampleQueue | None = None
+
+    def count(self, sent: int = 0, retried: int = 0, **dropped: int) -> None:
+        with self._lock:
+            self.sent += sent
+            self.retried += retried
+            for reason, n in dropped.items():
+                self.dropped[reason] += n
+            if sent:
+                self.last_success = time.time()
+
+    def count_drops(self, drops: Drops) -> None:
+        self.count(queue_full=drops.queue_full, too_old=drops.too_old)
+
+    def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
+        g = GaugeMetricFamily(name, doc, labels=list(self._identity))
+        g.add_metric(list(self._identity.values()), value)
+        return g
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        keys, values = list(self._identity), list(self._identity.values())
+        if self.queue is not None:
+            try:
+                stats = self.queue.stats()
+            except QueueClosed:
+                stats = None
+            if stats is not None:
+                age = 0.0 if stats.oldest_ms is None else max(0.0, time.time() - stats.oldest_ms / 1000)
+                yield self._gauge("hotspot_push_queue_samples", "Samples waiting to be sent.", stats.samples)
+                yield self._gauge("hotspot_push_queue_bytes", "Disk used by the push queue.", stats.bytes)
+                yield self._gauge(
+                    "hotspot_push_oldest_sample_age_seconds",
+                    "Age of the oldest unsent sample (0 when the queue is empty).",
+                    age,
+                )
+        with self._lock:
+            sent, retried, dropped, last = self.sent, self.retried, dict(self.dropped), self.last_success
+        c = CounterMetricFamily("hotspot_push_samples_sent", "Samples the receiver accepted.", labels=keys)
+        c.add_metric(values, sent)
+        yield c
+        c = CounterMetricFamily(
+            "hotspot_push_samples_retried", "Samples sent again after an error.", labels=keys
+        )
+        c.add_metric(values, retried)
+        yield c
+        c = CounterMetricFamily(
+            "hotspot_push_samples_dropped", "Samples given up, by reason.", labels=[*keys, "reason"]
+        )
+        for reason in DROP_REASONS:
+            c.add_metric([*values, reason], dropped[reason])
+        yield c
+        if last is not None:
+            yield self._gauge(
+                "hotspot_push_last_success_timestamp_seconds",
+                "When the receiver last accepted a batch.",
+                last,
+            )
+
+
+def snapshot_samples(registry: CollectorRegistry, instance: str) -> tuple[dict[bytes, bytes], list[str]]:
+    """Every sample of the registry as {encoded labels: 8-byte value}, plus why any were refused."""
+    out: dict[bytes, bytes] = {}
+    refused: list[str] = []
+    for family in registry.collect():
+        for sample in family.samples:
+            labels = {"__name__": sample.name, "job": JOB, "instance": instance}
+            for key, value in sample.labels.items():
+                # As a scrape without honor_labels does: the target's own job/instance win.
+                labels[f"exported_{key}" if key in ("job", "instance") else key] = value
+            try:
+                encoded = encode_labels(labels)
+            except InvalidSeries as exc:
+                refused.append(str(exc))
+                continue
+            if encoded in out:
+                refused.append(f"duplicate series {sample.name}{sample.labels}")
+                continue
+            out[encoded] = struct.pack("<d", float(sample.value))
+    return out, refused
+
+
+class Pusher:
+    """Pushes the registry's samples to a remote-write receiver through a durable disk queue."""
+
+    def __init__(
+        self,
+        settings: PushSettings,
+        registry: CollectorRegistry,
+        state_dir: Path,
+        identity_labels: Mapping[str, str],
+    ) -> None:
+        self.settings = settings
+        self._registry = registry
+        self._instance = identity_labels.get("site", "")
+        self.queue = SampleQueue(
+            Path(state_dir) / QUEUE_FILE, settings.max_queue_bytes, settings.max_sample_age_s
+        )
+        self.metrics = PushMetrics(identity_labels)
+        self.metrics.queue = self.queue
+        self._client = RemoteWriteClient(settings)
+        parts = urlsplit(settings.url)
+        self._where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)  # no secrets
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._previous: set[bytes] = set()
+        self._last_ts = 0
+        self._failing_since: float | None = None
+        self._logged: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._threads = [
+            threading.Thread(target=self._snapshot_loop, name="push-snapshot", daemon=True),
+            threading.Thread(target=self._send_loop, name="push-send", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        """Stop both threads; whatever is unsent stays on disk for the next start."""
+        self._stop.set()
+        self._wake.set()
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self._client.close()
+        self.queue.close()  # a sender still stuck in a request finds it closed and ends
+
+    # -- snapshots -----------------------------------------------------------------------------
+
+    def snapshot(self) -> int:
+        """Queue one snapshot of the registry now; returns the number of samples queued."""
+        ts = max(int(time.time() * 1000), self._last_ts + 1)  # one series never gets two equal times
+        samples, refused = snapshot_samples(self._registry, self._instance)
+        if refused:
+            self.metrics.count(rejected=len(refused))
+            self._log_once(
+                f"refused:{refused[0]}", "push: not sending %d samples: %s", len(refused), refused[0]
+            )
+        # A series that disappeared gets a staleness marker, as a scraping Prometheus writes.
+        current = set(samples)
+        for gone in self._previous - current:
+            samples[gone] = STALE_NAN
+        self._previous = current
+        self.metrics.count_drops(self.queue.append(ts, list(samples.items())))
+        self._last_ts = ts
+        self._wake.set()
+        return len(samples)
+
+    def _snapshot_loop(self) -> None:
+        interval = self.settings.interval_s
+        due = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.snapshot()
+            except QueueClosed:
+                return
+            except Exception as exc:  # a broken collector or a full disk must not end pushing
+                log.error("push: snapshot not queued: %s", exc)
+            due += interval
+            now = time.monotonic()
+            if due < now:  # fell behind (suspend, slow disk): skip, do not burst
+                due = now + interval
+            self._stop.wait(due - now)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        last_expire = 0.0
+        while not self._stop.is_set():
+            try:
+                now = time.time()
+                if now - last_expire >= 10:
+                    self.metrics.count_drops(self.queue.expire(int(now * 1000)))
+                    last_expire = now
+                batch = self.queue.peek(self.settings.max_samples_per_request, int(now * 1000))
+                if batch is None:
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+                    continue
+                if self._deliver(batch):
+                    self.queue.consume(batch)
+                else:
+                    self.queue.release(batch)
+            except QueueClosed:
+                return
+            except Exception as exc:  # e.g. a disk error: keep the thread, try again shortly
+                log.error("push: sender error: %s", exc)
+                self._stop.wait(5.0)
+
+    def _deliver(self, batch: Batch) -> bool:
+        """Settle a batch: True when it may leave the queue, False to leave it queued (stopping, aged)."""
+        if batch.too_old:
+            self.metrics.count(too_old=batch.too_old)
+            batch.too_old = 0  # counted once even if the batch is released and peeked again
+        if not batch.entries:
+            return True
+        answer = self._post(batch.entries)
+        if answer is None:
+            return False
+        if answer.ok:
+            self.metrics.count(sent=len(batch.entries))
+        elif answer.too_old:
+            return self._split_by_time(batch.entries)
+        else:
+            self._reject(batch.entries, answer)
+        return True
+
+    def _split_by_time(self, entries: list[tuple[int, int, bytes]]) -> bool:
+        """Find the receiver's time limit by bisection: send what it takes, drop what is older."""
+        times = sorted({ts for _, ts, _ in entries})
+        lo, hi = 0, len(times)  # times[:lo] are refused as too old, times[hi:] are settled
+        while lo < hi:
+            mid = (lo + hi) // 2
+            upper = times[hi] if hi < len(times) else None
+            part = [e for e in entries if e[1] >= times[mid] and (upper is None or e[1] < upper)]
+            answer = self._post(part)
+            if answer is None:
+                return False
+            if answer.ok:
+                self.metrics.count(sent=len(part))
+                hi = mid
+            elif answer.too_old:
+                lo = mid + 1
+            else:
+                self._reject(part, answer)
+                hi = mid
+        if lo:
+            old = sum(1 for e in entries if e[1] <= times[lo - 1])
+            self.metrics.count(too_old=old)
+            self._log_once(
+                "too_old", "push: receiver refused %d samples as too old: lower max_sample_age_s", old
+            )
+        return True
+
+    def _reject(self, entries: list[tuple[int, int, bytes]], answer: Answer) -> None:
+        self.metrics.count(rejected=len(entries))
+        self._log_once(
+            f"rejected:{answer.status}:{answer.reason}",
+            "push: receiver rejected %d samples for good (HTTP %d): %s",
+            len(entries),
+            answer.status,
+            answer.reason,
+        )
+
+    def _post(self, entries: list[tuple[int, int, bytes]]) -> Answer | None:
+        """POST until the answer is final (2xx, 4xx or too old); None when stopping or aged out meanwhile."""
+        groups: dict[int, list[tuple[int, bytes]]] = {}
+        for sid, ts, value in entries:
+            groups.setdefault(sid, []).append((ts, value))
+        body = compress(encode_write_request((self.queue.labels(sid), s) for sid, s in groups.items()))
+        attempt = 0
+        while True:
+            answer = self._client.post(body)
+            if not answer.retryable or answer.too_old:
+                if self._failing_since is not None and answer.status:
+                    log.info(
+                        "push: %s answers again after %.0f s", self._where, time.time() - self._failing_since
+                    )
+                    self._failing_since = None
+                return answer
+            if self._failing_since is None:
+                self._failing_since = time.time()
+                log.warning("push: %s failing (%s); samples stay queued on disk", self._where, answer.reason)
+            if self._stop.wait(self._backoff(attempt, answer.retry_after_s)):
+                return None
+            if entries[0][1] < (time.time() - self.settings.max_sample_age_s) * 1000:
+                return None  # aged out while retrying: give the batch back so the age limit applies
+            attempt += 1
+            self.metrics.count(retried=len(entries))
+
+    def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        if retry_after_s is not None:
+            return min(retry_after_s, 600.0)
+        ceiling = min(self.settings.max_backoff_s, self.settings.min_backoff_s * 2 ** min(attempt, 30))
+        return random.uniform(ceiling / 2, ceiling)  # jitter: a fleet back online does not retry in step
+
+    def _log_once(self, key: str, msg: str, *args: object) -> None:
+        if key in self._logged or len(self._logged) > 1000:
+            return
+        self._logged.add(key)
+        log.warning(msg, *args)

@@ -1,0 +1,379 @@
+"""The durable, bounded on-disk queue of samples waiting to be pushed (SQLite in WAL mode).
+
+Storage: each series' encoded labels are kept once (table `series`); samples live in compressed
+blocks (table `blocks`), one per snapshot when written. A block is a matrix of snapshots x series
+of 8-byte doubles: each row XORed with the row before (unchanged values become zeros), bytes
+shuffled into planes, then zlib. While the link is down, runs of small blocks at the tail are merged
+into bigger ones, which is what makes a week-long backlog fit in a few tens of megabytes.
+
+A block's samples are read in a fixed order (series by series, each in time order); `sent` counts
+how many of them the receiver has already settled, so a restart resumes exactly where it stopped.
+Everything the queue accepted is committed before `append` returns (it survives kill -9).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import struct
+import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A NaN payload that no float arithmetic produces: marks "series absent in this snapshot".
+ABSENT = struct.pack("<Q", 0x7FF4AB5E00000001)
+_VERSION = 1
+_HEADER = struct.Struct("<BII")  # version, series, snapshots
+
+
+@dataclass
+class Drops:
+    """Samples the queue threw away, by reason."""
+
+    queue_full: int = 0
+    too_old: int = 0
+
+    def __iadd__(self, other: Drops) -> Drops:
+        self.queue_full += other.queue_full
+        self.too_old += other.too_old
+        return self
+
+
+@dataclass
+class Batch:
+    """The next samples to send, in queue order, and where they end in the queue."""
+
+    entries: list[tuple[int, int, bytes]]  # (series id, timestamp ms, 8-byte value)
+    too_old: int  # samples in the range that were too old to send (dropped when consumed)
+    ends: list[tuple[int, int | None]] = field(default_factory=list)  # (block id, new sent or None: delete)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    samples: int
+    bytes: int
+    oldest_ms: int | None
+
+
+def encode_block(times: Sequence[int], sids: Sequence[int], rows: Sequence[bytes]) -> bytes:
+    """rows[t] holds one 8-byte value per series (ABSENT where missing) for snapshot times[t]."""
+    n = len(sids)
+    xored = [rows[0]]
+    for prev, row in itertools.pairwise(rows):
+        x = int.from_bytes(row, "little") ^ int.from_bytes(prev, "little")
+        xored.append(x.to_bytes(8 * n, "little"))
+    matrix = memoryview(b"".join(xored))
+    planes = b"".join(bytes(matrix[i::8]) for i in range(8))
+    time_deltas = [times[0]] + [b - a for a, b in itertools.pairwise(times)]
+    sid_deltas = [sids[0]] + [b - a for a, b in itertools.pairwise(sids)]
+    raw = b"".join(
+        (
+            _HEADER.pack(_VERSION, n, len(times)),
+            struct.pack(f"<{n}q", *sid_deltas),
+            struct.pack(f"<{len(times)}q", *time_deltas),
+            planes,
+        )
+    )
+    return zlib.compress(raw, 6)
+
+
+def decode_block(body: bytes) -> tuple[list[int], list[int], list[bytes]]:
+    """The inverse of encode_block: (times, series ids, rows)."""
+    raw = zlib.decompress(body)
+    version, n, nt = _HEADER.unpack_from(raw)
+    if version != _VERSION:
+        raise ValueError(f"unknown queue block version {version}")
+    pos = _HEADER.size
+    sids, times = [], []
+    acc = 0
+    for d in struct.unpack_from(f"<{n}q", raw, pos):
+        acc += d
+        sids.append(acc)
+    pos += 8 * n
+    acc = 0
+    for d in struct.unpack_from(f"<{nt}q", raw, pos):
+        acc += d
+        times.append(acc)
+    pos += 8 * nt
+    size = 8 * n * nt
+    planes = memoryview(raw)[pos : pos + size]
+    matrix = bytearray(size)
+    step = n * nt
+    for i in range(8):
+        matrix[i::8] = planes[i * step : (i + 1) * step]
+    rows = []
+    prev = 0
+    width = 8 * n
+    for t in range(nt):
+        prev ^= int.from_bytes(matrix[t * width : (t + 1) * width], "little")
+        rows.append(prev.to_bytes(width, "little"))
+    return times, sids, rows
+
+
+def block_entries(times: list[int], sids: list[int], rows: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """A block's samples in queue order: series by series, each in time order."""
+    out = []
+    for j, sid in enumerate(sids):
+        lo = 8 * j
+        for t, ts in enumerate(times):
+            value = rows[t][lo : lo + 8]
+            if value != ABSENT:
+                out.append((sid, ts, value))
+    return out
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY AUTOINCREMENT, labels BLOB NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS blocks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: id order is time order
+    first_ms INTEGER NOT NULL,
+    last_ms INTEGER NOT NULL,
+    snapshots INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0,
+    body BLOB NOT NULL
+);
+"""
+
+
+class SampleQueue:
+    """Thread-safe: the snapshot thread appends, the sender thread peeks and consumes."""
+
+    def __init__(self, path: Path, max_bytes: int, max_age_s: float, merge_samples: int = 16384) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age_ms = int(max_age_s * 1000)
+        self.merge_samples = merge_samples
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives power loss too
+            self._db.execute("PRAGMA journal_size_limit=4194304")
+            self._db.executescript(_SCHEMA)
+            self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            rows = self._db.execute("SELECT id, labels FROM series").fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            raise QueueError(f"cannot open the push queue {path}: {exc}") from None
+        self._sids = {bytes(lb): sid for sid, lb in rows}
+        self._labels = {sid: lb for lb, sid in self._sids.items()}
+        self._inflight: set[int] = set()
+        self._recent: set[int] = set()  # series of the latest snapshot, kept when unused ones go
+        self._cache: tuple[int, list[tuple[int, int, bytes]]] | None = None
+        self._closed = False
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(self, ts_ms: int, samples: Sequence[tuple[bytes, bytes]]) -> Drops:
+        """Queue one snapshot: (encoded labels, 8-byte value) pairs sharing one timestamp."""
+        if not samples:
+            return Drops()
+        with self._lock:
+            self._check_open()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                values: dict[int, bytes] = {}
+                for labels, value in samples:
+                    sid = self._sids.get(labels)
+                    if sid is None:
+                        cur = self._db.execute("INSERT INTO series (labels) VALUES (?)", (labels,))
+                        sid = int(cur.lastrowid or 0)
+                        self._sids[labels] = sid
+                        self._labels[sid] = labels
+                    values[sid] = value
+                sids = sorted(values)
+                body = encode_block([ts_ms], sids, [b"".join(values[s] for s in sids)])
+                self._db.execute(
+                    "INSERT INTO blocks (first_ms, last_ms, snapshots, samples, body) VALUES (?, ?, 1, ?, ?)",
+                    (ts_ms, ts_ms, len(sids), body),
+                )
+                self._recent = set(sids)
+                self._merge_tail()
+                drops = self._enforce_limits(ts_ms)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if drops.queue_full:
+                self._db.execute("PRAGMA incremental_vacuum")
+            return drops
+
+    def _merge_tail(self) -> None:
+        """Merge the run of small, unsent blocks at the tail once it holds enough samples."""
+        run: list[int] = []
+        total = 0
+        for bid, samples, sent in self._db.execute(
+            "SELECT id, samples, sent FROM blocks ORDER BY id DESC LIMIT 1000"
+        ):
+            if sent or bid in self._inflight or samples >= self.merge_samples:
+                break
+            run.append(bid)
+            total += samples
+        if len(run) < 2 or total < self.merge_samples:
+            return
+        run.reverse()
+        snapshots: dict[int, dict[int, bytes]] = {}
+        for (body,) in self._db.execute(
+            f"SELECT body FROM blocks WHERE id IN ({','.join('?' * len(run))}) ORDER BY id", run
+        ):
+            times, sids, rows = decode_block(body)
+            for ts, row in zip(times, rows, strict=True):
+                snap = snapshots.setdefault(ts, {})
+                for j, sid in enumerate(sids):
+                    value = row[8 * j : 8 * j + 8]
+                    if value != ABSENT:
+                        snap[sid] = value
+        times = sorted(snapshots)
+        all_sids = sorted({sid for snap in snapshots.values() for sid in snap})
+        rows = [b"".join(snapshots[ts].get(sid, ABSENT) for sid in all_sids) for ts in times]
+        body = encode_block(times, all_sids, rows)
+        self._db.execute(f"DELETE FROM blocks WHERE id IN ({','.join('?' * len(run))})", run)
+        self._db.execute(
+            "INSERT INTO blocks (first_ms, last_ms, snapshots, samples, body) VALUES (?, ?, ?, ?, ?)",
+            (times[0], times[-1], len(times), total, body),
+        )
+
+    def _used_bytes(self) -> int:
+        pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(pages - free) * self._page_size
+
+    def _enforce_limits(self, now_ms: int) -> Drops:
+        """Drop whole blocks past the age limit, then the oldest blocks while over the size cap."""
+        drops = Drops()
+        cutoff = now_ms - self.max_age_ms
+        for bid, samples, sent in self._db.execute(
+            "SELECT id, samples, sent FROM blocks WHERE last_ms < ? ORDER BY id", (cutoff,)
+        ).fetchall():
+            if bid not in self._inflight:
+                self._db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
+                drops.too_old += samples - sent
+        if self._used_bytes() > self.max_bytes:
+            for bid, samples, sent in self._db.execute(
+                "SELECT id, samples, sent FROM blocks ORDER BY id"
+            ).fetchall():
+                if bid in self._inflight:
+                    continue
+                self._db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
+                drops.queue_full += samples - sent
+                if self._used_bytes() <= self.max_bytes:
+                    break
+        return drops
+
+    def expire(self, now_ms: int) -> Drops:
+        """Apply the age and size limits now (the sender calls it while the queue is idle)."""
+        with self._lock:
+            self._check_open()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                drops = self._enforce_limits(now_ms)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            return drops
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def peek(self, max_samples: int, now_ms: int) -> Batch | None:
+        """The oldest samples, up to max_samples to send; too-old ones are counted, not returned."""
+        with self._lock:
+            self._check_open()
+            cutoff = now_ms - self.max_age_ms
+            batch = Batch([], 0)
+            taken = 0
+            for bid, samples, sent in self._db.execute(
+                "SELECT id, samples, sent FROM blocks ORDER BY id LIMIT 200"
+            ).fetchall():
+                entries = self._entries(bid)
+                end = min(samples, sent + max_samples - taken)
+                for entry in entries[sent:end]:
+                    if entry[1] < cutoff:
+                        batch.too_old += 1
+                    else:
+                        batch.entries.append(entry)
+                taken += end - sent
+                batch.ends.append((bid, None if end >= samples else end))
+                self._inflight.add(bid)
+                if taken >= max_samples:
+                    break
+            return batch if batch.ends else None
+
+    def _entries(self, bid: int) -> list[tuple[int, int, bytes]]:
+        if self._cache is not None and self._cache[0] == bid:
+            return self._cache[1]
+        (body,) = self._db.execute("SELECT body FROM blocks WHERE id = ?", (bid,)).fetchone()
+        entries = block_entries(*decode_block(body))
+        self._cache = (bid, entries)
+        return entries
+
+    def labels(self, sid: int) -> bytes:
+        return self._labels[sid]
+
+    def consume(self, batch: Batch) -> None:
+        """The batch is settled (accepted, or dropped for good): remove it from the queue."""
+        with self._lock:
+            self._check_open()
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for bid, sent in batch.ends:
+                    if sent is None:
+                        self._db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
+                    else:
+                        self._db.execute("UPDATE blocks SET sent = ? WHERE id = ?", (sent, bid))
+                self._forget_unused_series()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._inflight.clear()
+
+    def release(self, batch: Batch) -> None:
+        """The batch was not settled (stopping): it stays queued and is sent again later."""
+        with self._lock:
+            self._inflight.clear()
+
+    def _forget_unused_series(self) -> None:
+        """With nothing queued, series that are gone from the snapshots need no label row."""
+        if len(self._sids) <= 2 * len(self._recent) + 100:
+            return
+        if self._db.execute("SELECT 1 FROM blocks LIMIT 1").fetchone():
+            return
+        gone = [sid for sid in self._labels if sid not in self._recent]
+        self._db.executemany("DELETE FROM series WHERE id = ?", [(s,) for s in gone])
+        for sid in gone:
+            del self._sids[self._labels.pop(sid)]
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            self._check_open()
+            samples, oldest = self._db.execute(
+                "SELECT SUM(samples - sent), MIN(first_ms) FROM blocks"
+            ).fetchone()
+            size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+            return QueueStats(int(samples or 0), size, None if oldest is None else int(oldest))
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueClosed("the push queue is closed")
+
+
+class QueueError(RuntimeError):
+    """The queue file cannot be used (state_dir not writable, not a database...)."""
+
+
+class QueueClosed(RuntimeError):
+    """The queue was closed (the pusher is stopping)."""
