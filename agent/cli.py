@@ -6,10 +6,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import queue
 import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -61,28 +61,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_FAILED
-    stop = threading.Event()
-    reload_requested = threading.Event()
-
-    def on_stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    def on_hup(signum: int, frame: Any) -> None:
-        reload_requested.set()
-        stop.set()  # wake the main loop
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
+    # Handlers only queue the signal (SimpleQueue.put is safe in a signal handler; Event.set is not).
+    # The main thread waits with a timeout: a signal delivered to another thread only runs its
+    # Python handler once the main thread wakes up.
+    signals: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: signals.put(signum))
     agent.start()
     while True:
-        stop.wait()
-        if reload_requested.is_set():
-            reload_requested.clear()
-            stop.clear()
-            agent.reload()
+        try:
+            signum = signals.get(timeout=0.5)
+        except queue.Empty:
             continue
-        break
+        if signum != signal.SIGHUP:
+            break
+        agent.reload()
     agent.stop()
     return EXIT_OK
 
