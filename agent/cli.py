@@ -65,15 +65,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The main thread waits with a timeout: a signal delivered to another thread only runs its
     # Python handler once the main thread wakes up.
     signals: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, lambda signum, frame: signals.put(signum))
+    for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(handled, lambda signum, frame: signals.put(signum))
     agent.start()
     while True:
         try:
-            signum = signals.get(timeout=0.5)
+            received = signals.get(timeout=0.5)
         except queue.Empty:
             continue
-        if signum != signal.SIGHUP:
+        if received != signal.SIGHUP:
             break
         agent.reload()
     agent.stop()

@@ -14,7 +14,7 @@ import yaml
 from agent.probes import bandwidth, dns, http, ping, system, wifi
 from agent.probes.base import ProbeSettings
 from agent.push.settings import PushSettings
-from agent.schema import SchemaError, Secret, check, is_host_port, parse
+from agent.schema import BasicAuth, SchemaError, check, is_host_port, parse
 from agent.site import Site
 
 DEFAULT_LISTEN = "0.0.0.0:9591"
@@ -22,12 +22,6 @@ DEFAULT_LISTEN = "0.0.0.0:9591"
 
 class ConfigError(SchemaError):
     """The config cannot be used; `problems` lists every reason with its key path."""
-
-
-@dataclass(frozen=True)
-class BasicAuth:
-    username: str
-    password: Secret
 
 
 @dataclass(frozen=True)

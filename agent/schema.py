@@ -52,6 +52,14 @@ class Secret:
         return hash(self._value)
 
 
+@dataclasses.dataclass(frozen=True)
+class BasicAuth:
+    """HTTP basic auth credentials (the agent's /metrics, the push receiver)."""
+
+    username: str
+    password: Secret
+
+
 def check(fn: Check, **kw: Any) -> Any:
     """A dataclass field with a domain check: `x: str = check(is_host, default="a")`."""
     return dataclasses.field(metadata={"check": fn}, **kw)

@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from agent.bandwidth.budget import BudgetStatus
 from agent.bandwidth.engine import BandwidthTest
-from agent.probes.bandwidth import BandwidthRun
 from agent.metrics import AgentMetrics
+from agent.probes.bandwidth import BandwidthRun
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
 from agent.probes.ping import PingStats

@@ -370,8 +370,7 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
     try:
         url = f"http://127.0.0.1:{port}/api/v1/write"
         wait_until(lambda: _port_open(port), 20, "vmauth")
-        from agent.push.settings import PushBasicAuth
-        from agent.schema import Secret
+        from agent.schema import BasicAuth, Secret
 
         registry = CollectorRegistry()
 
@@ -383,13 +382,13 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
 
         registry.register(Liar())
         good = Pusher(
-            settings(url, basic_auth=PushBasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),
+            settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),
             registry,
             tmp_path / "a",
             {"site": "nd-13636-ubnd"},
         )
         bad = Pusher(
-            settings(url, basic_auth=PushBasicAuth("nd-13636-ubnd", Secret("wrong"))),
+            settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("wrong"))),
             registry,
             tmp_path / "b",
             {"site": "nd-13636-ubnd"},

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from agent.config import BasicAuth, Exposition
-from agent.schema import Secret
+from agent.config import Exposition
+from agent.schema import BasicAuth, Secret
 from agent.server import MetricsServer
 
 

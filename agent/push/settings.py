@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.schema import Secret, check, is_url, positive
+from agent.schema import BasicAuth, Secret, check, is_url, positive
 
 MIB = 1024 * 1024
 # The collector's Prometheus accepts samples up to its out_of_order_time_window (6 h) old; the
@@ -16,12 +16,6 @@ DEFAULT_MAX_SAMPLE_AGE_S = 6 * 3600 - 30 * 60
 def url_or_empty(value: object) -> str | None:
     """An http(s) URL, or empty while push is disabled (validate() requires it when enabled)."""
     return None if value == "" else is_url(value)
-
-
-@dataclass(frozen=True)
-class PushBasicAuth:
-    username: str
-    password: Secret
 
 
 @dataclass(frozen=True)
@@ -39,7 +33,7 @@ class PushSettings:
     min_backoff_s: float = check(positive, default=1.0)
     max_backoff_s: float = check(positive, default=60.0)
     tls_ca_file: str = ""  # verify the receiver with this CA bundle instead of the system's
-    basic_auth: PushBasicAuth | None = None
+    basic_auth: BasicAuth | None = None
     bearer_token: Secret | None = None
 
     def validate(self) -> list[str]:
