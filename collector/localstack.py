@@ -1,0 +1,545 @@
+"""`python -m collector.localstack`: the whole system on this machine's loopback, to try it out.
+
+Starts, each with a temporary data directory: Prometheus (with the remote-write receiver) and
+Alertmanager running the repository's configs, rendered with loopback addresses and intervals
+sped up (30 s scrapes become 2 s; every `for:`, range window and group interval shrinks alike), two
+test servers (TEST ONLY paced: one at 200 Mbit/s, one at 20 Mbit/s), a local DNS resolver
+(dnsmasq, when installed), and three agents with different site identities: a healthy scraped
+site, a scraped site whose speed tests fall below the requirement, and a site that pushes. Every
+agent probe only touches loopback. Prints the URLs and runs until Ctrl-C, then stops everything.
+
+The integration test (tests/test_alerting_integration.py) builds the same stack with `Stack`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from collector import inventory, targets
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMETHEUS_DIR = ROOT / "collector" / "prometheus"
+ALERTMANAGER_DIR = ROOT / "collector" / "alertmanager"
+PROMETHEUS_BIN = "/usr/bin/prometheus"
+ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
+INSTALL_HINT = "apt-get install prometheus prometheus-alertmanager"
+DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+PROVINCE = "Tỉnh Ninh Bình"
+COMMUNE = "Xã Giao Minh"
+
+
+def seconds(text: str) -> float:
+    """A Prometheus duration ("1h30m", "500ms") in seconds."""
+    parts = DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * UNITS[u] for n, u in parts)
+
+
+def duration(value: float) -> str:
+    """Seconds -> a Prometheus duration, in whole milliseconds (at least 1 ms)."""
+    ms = max(1, round(value * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def scale(text: str, speedup: float) -> str:
+    return duration(seconds(text) / speedup)
+
+
+def scale_expr(expr: str, speedup: float) -> str:
+    """Shrink every range `[5m]` and subquery `[30m:1m]` in a PromQL expression."""
+
+    def one(m: re.Match[str]) -> str:
+        inner = ":".join(scale(part, speedup) if part else part for part in m.group(1).split(":"))
+        return f"[{inner}]"
+
+    return re.sub(r"\[([0-9a-z.:]+)\]", one, expr)
+
+
+def render_rules(src: Path, dst: Path, speedup: float) -> None:
+    """Copy the rule files with every `for:`, group interval and range divided by `speedup`."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in sorted(src.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for group in doc["groups"]:
+            if "interval" in group:
+                group["interval"] = scale(group["interval"], speedup)
+            for rule in group["rules"]:
+                rule["expr"] = scale_expr(str(rule["expr"]), speedup)
+                if "for" in rule:
+                    rule["for"] = scale(rule["for"], speedup)
+        (dst / path.name).write_text(
+            yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8"
+        )
+
+
+@dataclass(frozen=True)
+class Ports:
+    prometheus: int
+    alertmanager: int
+    speedtest: int
+    speedtest_slow: int
+    dns: int
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def render_prometheus(workdir: Path, ports: Ports, speedup: float) -> Path:
+    """prometheus.yml with loopback targets, absolute paths and shortened intervals."""
+    doc = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
+    g = doc["global"]
+    for key in ("scrape_interval", "evaluation_interval"):
+        g[key] = scale(g[key], speedup)
+    g["scrape_timeout"] = g["scrape_interval"]
+    if seconds(g["scrape_interval"]) > 1:
+        g["scrape_timeout"] = duration(seconds(g["scrape_interval"]) / 2)
+    render_rules(PROMETHEUS_DIR / "rules", workdir / "rules", speedup)
+    doc["rule_files"] = [str(workdir / "rules" / "*.yml"), str(workdir / "inventory" / "*.rules.yml")]
+    doc["alerting"]["alertmanagers"] = [
+        {"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}
+    ]
+    loopback = {
+        "hotspot-speedtest-server": [f"127.0.0.1:{ports.speedtest}", f"127.0.0.1:{ports.speedtest_slow}"],
+        "prometheus": [f"127.0.0.1:{ports.prometheus}"],
+        "alertmanager": [f"127.0.0.1:{ports.alertmanager}"],
+    }
+    for job in doc["scrape_configs"]:
+        if job["job_name"] == "hotspot-agent":
+            job["file_sd_configs"] = [
+                {"files": [str(workdir / "inventory" / "sites-*.json")], "refresh_interval": "5s"}
+            ]
+        else:
+            job["static_configs"] = [{"targets": loopback[job["job_name"]]}]
+    path = workdir / "prometheus.yml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def render_alertmanager(workdir: Path, speedup: float, webhook_url: str | None) -> Path:
+    """alertmanager.yml with shortened timers and every receiver replaced by one loopback webhook
+    (or by nothing), so a local run never mails or messages anyone."""
+    doc = yaml.safe_load((ALERTMANAGER_DIR / "alertmanager.yml").read_text(encoding="utf-8"))
+    route = doc["route"]
+    for key in ("group_wait", "group_interval"):
+        route[key] = scale(route[key], speedup)
+    doc["templates"] = [str(ALERTMANAGER_DIR / "templates" / "*.tmpl")]
+    doc["global"] = {"resolve_timeout": doc["global"].get("resolve_timeout", "5m")}
+    hook = [{"url": webhook_url, "send_resolved": True}] if webhook_url else None
+    doc["receivers"] = [
+        {"name": r["name"], **({"webhook_configs": hook} if hook else {})} for r in doc["receivers"]
+    ]
+    path = workdir / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class LabSite:
+    """One agent of the local stack."""
+
+    id: str
+    name: str
+    type: str
+    reach: str = "pull"  # or "push"
+    slow: bool = False  # measure against the paced (TEST ONLY) test server
+    bandwidth_interval_s: float = 30.0
+    # The engine needs a few seconds at a steady rate before it trusts an estimate: more when paced.
+    bandwidth_max_duration_s: float = 8.0
+
+
+DEFAULT_SITES = (
+    LabSite("lab-ubnd", f"Bộ phận một cửa UBND {COMMUNE}", "commune_office"),
+    LabSite("lab-tyt", f"Trạm y tế {COMMUNE}", "health_station", slow=True),
+    LabSite("lab-nvh1", f"Nhà văn hóa thôn 1, {COMMUNE}", "village_hall", reach="push"),
+)
+
+
+def agent_config(site: LabSite, ports: Ports, workdir: Path, speedup: float, dns: bool) -> str:
+    """An agent config whose every probe touches only loopback."""
+    every = max(1.0, 60.0 / speedup)
+    server = ports.speedtest_slow if site.slow else ports.speedtest
+    doc: dict[str, Any] = {
+        "site": {
+            "id": site.id,
+            "name": site.name,
+            "type": site.type,
+            "commune": COMMUNE,
+            "commune_code": "14161",
+            "province": PROVINCE,
+            "latitude": 20.25293,
+            "longitude": 106.5474,
+            "isp": "VNPT",
+            "contracted_download_mbps": 100,
+            "contracted_upload_mbps": 100,
+        },
+        "probes": {
+            "ping": {
+                "targets": ["127.0.0.1"],
+                "gateway": False,
+                "count": 3,
+                "packet_interval_s": 0.05,
+                "interval_s": every,
+                "jitter_s": every / 4,
+            },
+            "dns": (
+                {
+                    "resolvers": [f"127.0.0.1:{ports.dns}"],
+                    "names": ["dichvucong.hotspot.test"],
+                    "interval_s": every,
+                    "jitter_s": every / 4,
+                    "query_timeout_s": 1.0,
+                    "timeout_s": 5.0,
+                }
+                if dns
+                else {"enabled": False}
+            ),
+            "http": {
+                "urls": [f"http://127.0.0.1:{ports.speedtest}/getIP"],
+                "portal_check_url": "",
+                "interval_s": every,
+                "jitter_s": every / 4,
+                "request_timeout_s": 2.0,
+                "timeout_s": 5.0,
+            },
+            "wifi": {"enabled": False},
+            "system": {"interval_s": max(1.0, 15.0 / speedup), "jitter_s": 0.2},
+            "bandwidth": {
+                "server": f"http://127.0.0.1:{server}/",
+                "interval_s": site.bandwidth_interval_s,
+                "jitter_s": 0.5,
+                "timeout_s": 60.0,
+                "max_duration_s": site.bandwidth_max_duration_s,
+                "max_bytes": 300_000_000,
+                "monthly_budget_bytes": 0,
+                "defer_threshold_bytes_per_s": 0,
+            },
+        },
+        "state_dir": str(workdir / f"{site.id}-state"),
+        "log_level": "info",
+    }
+    if site.reach == "push":
+        doc["push"] = {
+            "enabled": True,
+            "url": f"http://127.0.0.1:{ports.prometheus}/api/v1/write",
+            "interval_s": max(1.0, 30.0 / speedup),
+        }
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+def wait_until(
+    check: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[str] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready after {timeout_s:.0f} s")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class Stack:
+    """The running local system. Use as a context manager: everything stops on exit."""
+
+    workdir: Path
+    speedup: float = 15.0
+    sites: tuple[LabSite, ...] = DEFAULT_SITES
+    webhook_url: str | None = None
+    # Both test servers are paced (TEST ONLY): on loopback an unpaced test runs at tens of Gbit/s
+    # and never settles on a stable estimate within its limits.
+    fast_pace_mbps: float = 200.0
+    slow_pace_mbps: float = 20.0
+    ports: Ports = field(default_factory=lambda: Ports(*(free_port() for _ in range(5))))
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    agent_ports: dict[str, int] = field(default_factory=dict)
+    has_prometheus: bool = True
+    has_dns: bool = True
+    _logs: list[TextIO] = field(default_factory=list)
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.prometheus}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.alertmanager}"
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / f"{name}.log"
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
+        log = self.log_path(name).open("a", encoding="utf-8")
+        self._logs.append(log)
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
+        self.processes[name] = proc
+        return proc
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.has_prometheus = Path(PROMETHEUS_BIN).exists() and Path(ALERTMANAGER_BIN).exists()
+        self.has_dns = shutil.which("dnsmasq") is not None
+        for port, pace, name in (
+            (self.ports.speedtest, self.fast_pace_mbps, "speedtest-server"),
+            (self.ports.speedtest_slow, self.slow_pace_mbps, "speedtest-server-slow"),
+        ):
+            argv = [
+                sys.executable,
+                "-m",
+                "collector.cli",
+                "speedtest-server",
+                "--listen",
+                f"127.0.0.1:{port}",
+            ]
+            if pace:
+                argv += ["--test-only-pace-mbps", str(pace)]
+            proc = self.spawn(name, argv)
+            wait_until(partial(http_ok, f"http://127.0.0.1:{port}/metrics"), 15, name, proc)
+        if self.has_dns:
+            self.spawn("dnsmasq", self.dnsmasq_argv())
+        self.write_inventory()
+        if self.has_prometheus:
+            self.start_collector()
+        for site in self.sites:
+            self.start_agent(site.id)
+
+    def dnsmasq_argv(self) -> list[str]:
+        """A resolver on loopback that answers only *.hotspot.test and asks no one else."""
+        return [
+            "dnsmasq",
+            "--keep-in-foreground",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            f"--port={self.ports.dns}",
+            "--address=/hotspot.test/127.0.0.1",
+            f"--pid-file={self.workdir / 'dnsmasq.pid'}",
+            "--log-facility=-",
+        ]
+
+    def write_inventory(self) -> None:
+        for site in self.sites:
+            self.agent_ports.setdefault(site.id, free_port())
+        lines = ["sites:"]
+        for site in self.sites:
+            entry: dict[str, str | bool] = {
+                "id": site.id,
+                "name": site.name,
+                "type": site.type,
+                "commune": COMMUNE,
+                "commune_code": "14161",
+                "province": PROVINCE,
+                "isp": "VNPT",
+            }
+            entry |= (
+                {"push": True}
+                if site.reach == "push"
+                else {"scrape": f"127.0.0.1:{self.agent_ports[site.id]}"}
+            )
+            lines.append("  - " + json.dumps(entry, ensure_ascii=False))
+        path = self.workdir / "sites.yaml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        targets.write(inventory.load(path), self.workdir / "inventory")
+
+    def start_collector(self) -> None:
+        prom_config = render_prometheus(self.workdir, self.ports, self.speedup)
+        am_config = render_alertmanager(self.workdir, self.speedup, self.webhook_url)
+        am = self.spawn(
+            "alertmanager",
+            [
+                ALERTMANAGER_BIN,
+                f"--config.file={am_config}",
+                f"--storage.path={self.workdir / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports.alertmanager}",
+                "--cluster.listen-address=",  # no gossip port on every address
+            ],
+        )
+        prom = self.spawn(
+            "prometheus",
+            [
+                PROMETHEUS_BIN,
+                f"--config.file={prom_config}",
+                f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
+                "--web.enable-remote-write-receiver",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+            ],
+        )
+        wait_until(lambda: http_ok(self.alertmanager_url + "/-/ready"), 30, "alertmanager", am)
+        wait_until(lambda: http_ok(self.prometheus_url + "/-/ready"), 30, "prometheus", prom)
+
+    def site(self, site_id: str) -> LabSite:
+        return next(s for s in self.sites if s.id == site_id)
+
+    def start_agent(self, site_id: str) -> None:
+        site = self.site(site_id)
+        config = self.workdir / f"{site.id}.yaml"
+        config.write_text(
+            agent_config(site, self.ports, self.workdir, self.speedup, self.has_dns), encoding="utf-8"
+        )
+        port = self.agent_ports[site.id]
+        proc = self.spawn(
+            f"agent-{site.id}",
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "run",
+                "--config",
+                str(config),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+        )
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 30, f"agent {site.id}", proc)
+
+    def stop_process(self, name: str, timeout_s: float = 10) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def stop_agent(self, site_id: str) -> None:
+        self.stop_process(f"agent-{site_id}")
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop_process(name)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query against the local Prometheus."""
+        url = self.prometheus_url + "/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.load(resp)
+        return list(body["data"]["result"])
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Alertmanager's active alerts (/api/v2/alerts)."""
+        with urllib.request.urlopen(self.alertmanager_url + "/api/v2/alerts", timeout=10) as resp:
+            return list(json.load(resp))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m collector.localstack", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--speedup", type=float, default=15.0, help="divide every interval by this (default 15)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep data and logs here (default: a temporary directory)"
+    )
+    args = parser.parse_args(argv)
+    if args.speedup <= 0:
+        print("--speedup: must be greater than 0", file=sys.stderr)
+        return 2
+
+    def stop_on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # a service manager's SIGTERM stops the stack like Ctrl-C
+
+    signal.signal(signal.SIGTERM, stop_on_term)
+    with tempfile.TemporaryDirectory(prefix="hotspot-localstack-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        stack = Stack(workdir, speedup=args.speedup)
+        try:
+            stack.start()
+            if not stack.has_prometheus:
+                print(
+                    f"Prometheus or Alertmanager is not installed ({PROMETHEUS_BIN}, {ALERTMANAGER_BIN}):\n"
+                    f"  {INSTALL_HINT}\nRunning the test servers and agents without them.\n"
+                )
+            if not stack.has_dns:
+                print(
+                    "dnsmasq is not installed (apt-get install dnsmasq-base): the agents' DNS probe is off.\n"
+                )
+            print(f"hotspot-monitor local stack (intervals ÷ {args.speedup:g}); logs and data in {workdir}")
+            if stack.has_prometheus:
+                print(f"  Prometheus    {stack.prometheus_url}  (try: site:hotspot_up:bool, ALERTS)")
+                print(f"  Alertmanager  {stack.alertmanager_url}")
+            fast, slow = stack.ports.speedtest, stack.ports.speedtest_slow
+            print(
+                f"  test servers  http://127.0.0.1:{fast}/ ({stack.fast_pace_mbps:g} Mbit/s), "
+                f"http://127.0.0.1:{slow}/ ({stack.slow_pace_mbps:g} Mbit/s)"
+            )
+            for site in stack.sites:
+                how = "pushes to Prometheus" if site.reach == "push" else "scraped"
+                server = f", {stack.slow_pace_mbps:g} Mbit/s test server" if site.slow else ""
+                port = stack.agent_ports[site.id]
+                print(f"  agent {site.id:<9} http://127.0.0.1:{port}/metrics  ({how}{server})")
+            print("Ctrl-C stops everything.")
+            while True:
+                time.sleep(1)
+                for name, proc in list(stack.processes.items()):
+                    if proc.poll() is not None:
+                        print(
+                            f"{name} exited with {proc.returncode}; see {stack.log_path(name)}",
+                            file=sys.stderr,
+                        )
+                        stack.processes.pop(name)
+        except KeyboardInterrupt:
+            print("\nstopping...")
+        except RuntimeError as exc:
+            print(f"local stack: {exc}; logs in {workdir}", file=sys.stderr)
+            return 1
+        finally:
+            stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
