@@ -64,6 +64,7 @@ class ProbeScheduler:
         self._bandwidth_lock = threading.Lock()
         self._running: dict[str, _Running] = {}  # runs abandoned or in progress, by probe
         self._site: Site | None = None
+        self._stopping = threading.Event()
 
     def apply(self, site: Site, probes: Mapping[str, ProbeSettings]) -> None:
         """Schedule exactly these probes (enabled ones), replacing any earlier schedule."""
@@ -90,7 +91,9 @@ class ProbeScheduler:
 
     def stop(self) -> None:
         """Stop scheduling; tell running probes to stop early; do not wait for hung ones."""
-        self._scheduler.shutdown(wait=False)
+        self._stopping.set()  # wakes run_once, so that no scheduler thread holds up the exit
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
         for running in list(self._running.values()):
             running.context.cancelled.set()
 
@@ -124,7 +127,14 @@ class ProbeScheduler:
         )
         self._running[spec.name] = running
         running.thread.start()
-        if not running.done.wait(settings.timeout_s):
+        deadline = time.monotonic() + settings.timeout_s
+        while not running.done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if self._stopping.is_set():
+                context.cancelled.set()
+                return []  # the agent is stopping: nothing to record
+            if time.monotonic() >= deadline:
+                break
+        if not running.done.is_set():
             context.cancelled.set()
             log.warning("%s: run abandoned after %.0f s", spec.name, settings.timeout_s)
             results = [

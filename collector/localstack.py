@@ -128,6 +128,11 @@ def render_prometheus(workdir: Path, ports: Ports, speedup: float) -> Path:
         "alertmanager": [f"127.0.0.1:{ports.alertmanager}"],
     }
     for job in doc["scrape_configs"]:
+        if "scrape_interval" in job:  # a job's own interval shrinks like the global one
+            job["scrape_interval"] = scale(job["scrape_interval"], speedup)
+            job["scrape_timeout"] = duration(
+                min(seconds(g["scrape_timeout"]), seconds(job["scrape_interval"]))
+            )
         if job["job_name"] == "hotspot-agent":
             job["file_sd_configs"] = [
                 {"files": [str(workdir / "inventory" / "sites-*.json")], "refresh_interval": "5s"}

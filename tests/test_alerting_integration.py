@@ -20,7 +20,7 @@ from collector.localstack import LabSite, Stack
 
 pytestmark = pytest.mark.slow
 
-SPEEDUP = 30.0  # 30 s scrapes -> 1 s; `for: 1m` -> 2 s; group_wait 15 s -> 0.5 s
+SPEEDUP = 30.0  # 20 s agent scrapes -> 0.67 s; `for: 40s` -> 1.3 s; group_wait 15 s -> 0.5 s
 HEALTHY = LabSite("it-ubnd", "UBND Xã Giao Minh", "commune_office", bandwidth_interval_s=10)
 SLOW = LabSite(
     "it-tyt",

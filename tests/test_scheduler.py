@@ -164,3 +164,24 @@ def test_probe_exception_becomes_failed_result(tmp_path: Path) -> None:
     (result,) = scheduler.run_once(spec, Quick())
     assert result.reason == "error" and "boom" in result.detail
     assert metrics.failures_count("broken", "error") == 1
+
+
+def test_stop_releases_a_waiting_run_at_once(tmp_path: Path) -> None:
+    """stop() wakes a run still waiting on its probe, so no scheduler thread holds up the agent's exit."""
+    hung = Recorder("hung", hang=True)
+    metrics = AgentMetrics(SITE)
+    spec = make([hung])["hung"]
+    scheduler = ProbeScheduler({"hung": spec}, metrics, tmp_path)
+    scheduler.apply(SITE, {})
+    returned: list[float] = []
+    waiter = threading.Thread(
+        target=lambda: (scheduler.run_once(spec, Quick(timeout_s=60)), returned.append(1))
+    )
+    waiter.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    scheduler.stop()
+    waiter.join(5)
+    assert returned and time.monotonic() - t0 < 2
+    assert hung.cancelled_seen.wait(5)
+    assert metrics.failures_count("hung", "timeout") == 0  # a shutdown is not a failed measurement
