@@ -6,7 +6,7 @@ tests/ookla_server.py on ports 80/443 with speedtest.net's names in the client's
 (speedtest-cli), and `iperf3 -s`. Each engine runs in its own process in the client namespace;
 CPU seconds are that process's and its children's (os.wait4), wall time is the whole run.
 
-    .venv/bin/python bench/bandwidth_compare.py [--quick] [--out bench/RESULTS-bandwidth.md]
+    .venv/bin/python bench/bandwidth_compare.py [--quick | --only 100/30,900/0] [--prefix hml] [--out FILE]
 """
 
 from __future__ import annotations
@@ -114,10 +114,10 @@ def wait_listening(lab: Lab, port: int) -> None:
 
 
 def measure_condition(
-    rate: float, rtt: float, loss: float, tls_dir: Path
+    rate: float, rtt: float, loss: float, tls_dir: Path, prefix: str = "hml"
 ) -> tuple[list[Run], dict[str, int]]:
     runs = []
-    with Lab(rate_mbit=rate, rtt_ms=rtt, loss=loss) as lab:
+    with Lab(rate_mbit=rate, rtt_ms=rtt, loss=loss, prefix=prefix) as lab:
         quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
         py = sys.executable
         lab.popen(
@@ -158,10 +158,10 @@ def measure_condition(
     return runs, lab.delayline_counters
 
 
-def delayline_ceiling() -> list[Run]:
+def delayline_ceiling(prefix: str = "hml") -> list[Run]:
     """iperf3 at 900 Mbit/s through the delay line with ~0 delay: what the user-space path can carry."""
     runs, counters = [], {}
-    with Lab(rate_mbit=900, rtt_ms=0.002) as lab:
+    with Lab(rate_mbit=900, rtt_ms=0.002, prefix=prefix) as lab:
         lab.popen(lab.server_ns, ["iperf3", "-s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(lab, 5201)
         load = os.getloadavg()[0]
@@ -176,6 +176,12 @@ def delayline_ceiling() -> list[Run]:
     counters = lab.delayline_counters
     print(f"delay line at 900 Mbit/s: down {_ratio(runs[0].down_bps, runs[0].limit_bps)} counters {counters}")
     return runs
+
+
+def _condition(text: str) -> tuple[float, float, float]:
+    """ "100/30" or "100/30/0.5" (loss in %) -> (rate, rtt, loss fraction)."""
+    parts = [float(p) for p in text.split("/")]
+    return parts[0], parts[1], (parts[2] / 100 if len(parts) > 2 else 0.0)
 
 
 def _ratio(bps: float | None, limit: float) -> str:
@@ -260,6 +266,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one condition (100 Mbit/s, 30 ms) only")
     parser.add_argument("--out", type=Path, help="write the Markdown table here")
+    parser.add_argument(
+        "--only", help="only these conditions, RATE/RTT[/LOSS%%] comma-separated, e.g. 100/30,100/30/1"
+    )
+    parser.add_argument("--prefix", default="hml", help="namespace name prefix (default %(default)s)")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -275,11 +285,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tls_dir = Path(tmp)
         make_tls(tls_dir)
-        for rate, rtt, loss in QUICK_GRID if args.quick else GRID:
-            done, _ = measure_condition(rate, rtt, loss, tls_dir)
+        grid = QUICK_GRID if args.quick else GRID
+        if args.only:
+            grid = [_condition(c) for c in args.only.split(",")]
+        for rate, rtt, loss in grid:
+            done, _ = measure_condition(rate, rtt, loss, tls_dir, args.prefix)
             runs += done
-        ceiling = [] if args.quick else delayline_ceiling()
+        ceiling = [] if args.quick or args.only else delayline_ceiling(args.prefix)
     cmd = "sudo .venv/bin/python bench/bandwidth_compare.py" + (" --quick" if args.quick else "")
+    cmd += f" --only {args.only}" if args.only else ""
     cmd += f" --out {args.out}" if args.out else ""
     text = report(runs, ceiling, started, (load_start, os.getloadavg()[0]), cmd)
     print(text)

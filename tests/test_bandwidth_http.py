@@ -390,8 +390,8 @@ def test_chunked_parser_at_any_split(split: int) -> None:
     assert resp.done and resp.body_bytes == 11 and resp.snippet == b"hello world"
 
 
-def test_tcp_info_bytes_acked_counts_delivered_bytes() -> None:
-    """tcpi_bytes_acked (offset 120 of tcp_info) equals the bytes the peer received."""
+def test_tcp_info_counts_delivered_and_received_bytes() -> None:
+    """tcp_info's bytes_acked (offset 120) and bytes_received (128) match a known loopback transfer."""
     listener = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(listener.getsockname())
     peer, _ = listener.accept()
@@ -399,12 +399,39 @@ def test_tcp_info_bytes_acked_counts_delivered_bytes() -> None:
     got = 0
     while got < 1_000_000:
         got += len(peer.recv(1 << 20))
+    peer.sendall(b"y" * 300_000)
+    got = 0
+    while got < 300_000:
+        got += len(client.recv(1 << 20))
     deadline = time.monotonic() + 5
-    while (http_engine._acked(client) or 0) < 1_000_000 and time.monotonic() < deadline:
+    while (http_engine._tcp_info(client) or http_engine._TcpInfo(0, 0, 0, 0)).delivered < 1_000_000:
+        assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert http_engine._acked(client) in (1_000_000, 1_000_001)  # + the SYN on some kernels
+    sent, received = http_engine._tcp_info(client), http_engine._tcp_info(peer)
+    assert sent is not None and received is not None
+    assert sent.delivered in (1_000_000, 1_000_001)  # + the SYN on some kernels
+    assert received.received == 1_000_000
+    assert sent.received == 300_000
     for s in (client, peer, listener):
         s.close()
+
+
+def test_goodput_skips_an_edge_where_tcp_held_bytes_back() -> None:
+    """A window whose first count lags (bytes held behind a hole) still reads the true rate."""
+    rate = 1_000_000.0
+    samples = [(0.25 * i, int(rate * 0.25 * i)) for i in range(13)]
+    samples[0] = (0.0, -200_000)  # the held bytes, released by the next sample
+    samples[-1] = (3.0, int(rate * 3.0) - 150_000)  # and a lag at the end
+    naive = (samples[-1][1] - samples[0][1]) / 3.0
+    assert naive > rate * 1.01
+    assert abs(http_engine._goodput(samples) / rate - 1) < 0.001
+
+
+def test_goodput_keeps_a_real_slowdown() -> None:
+    """A genuine change of rate inside the window is averaged, not edited away."""
+    samples = [(0.25 * i, 250_000 * i if i <= 6 else 1_500_000 + 125_000 * (i - 6)) for i in range(13)]
+    got = http_engine._goodput(samples)
+    assert 0.7e6 < got < 0.8e6  # 2.25 MB in 3 s
 
 
 @pytest.mark.netns

@@ -10,25 +10,36 @@ A test: idle latency (median of 5 empty GETs on one keep-alive connection after 
 then download (GET garbage.php?ckSize=25, repeated on each keep-alive stream), with latency under
 load sampled on the same latency connection, then upload (POSTs of 8 MiB to empty.php).
 
-Per direction, one selector loop drives every stream and samples the byte count every 250 ms:
-- download counts bytes received; upload counts bytes the server's TCP acknowledged
-  (`tcpi_bytes_acked` from getsockopt(TCP_INFO), Linux), because bytes written only reached our
-  own socket buffer; where TCP_INFO is missing, bytes written are counted (an overcount of up
-  to one send buffer, said in the docstring of `_acked`).
-- Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus and the
-  last step still raised it by 10% or more, up to 16. More streams only help when one stream's
-  window cannot fill the bandwidth-delay product; trying one step shows whether it can.
-- Ramp-up (slow start, and each stream step) is discarded: it ends 0.5 s after the 0.5 s rate
-  grows less than 5% from one sample to the next, or at half of the allowed duration.
-- Goodput = bytes after the ramp-up / the time they took. The test stops as soon as the last 6
-  estimates (1.25 s) lie within +-2% of their mean, after at least 3 s and 256 KiB past the ramp.
+Per direction, one selector loop drives every stream (connecting without blocking, so opening a
+stream never stalls the others) and samples the byte count every 250 ms:
+- Counts come from TCP (getsockopt(TCP_INFO), Linux): download counts bytes TCP received in order
+  (`tcpi_bytes_received`), not bytes read, which lag by whatever waits in the receive buffers;
+  upload counts bytes the server acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS),
+  not bytes written, which only reached our own send buffer. Where TCP_INFO is missing, bytes
+  read or written are counted (see `_tcp_info`).
+- Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus, the
+  last step still raised it by 10% or more, and the streams' RTT shows no standing queue (median
+  below idle latency × 1.2 + 2 ms), up to 16. More streams only help when the windows, not the
+  link, limit the rate; a queue at the bottleneck says the link is full already.
+- Ramp-up (slow start, and each stream step) is discarded: it ends 0.5 s or 20 idle RTTs
+  (whichever is longer: recovery from slow start's losses takes RTTs) after the 0.5 s rate grows
+  less than 5% from one sample to the next, or at half of the allowed duration.
+- Goodput = bytes between two samples / the time between them, the samples taken from the first
+  and the last second of the window past the ramp-up: those lying highest above the trend line,
+  since a TCP count lags while a stream waits for a retransmission and never leads (`_goodput`).
+  The test stops as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean, after
+  at least 2 s and 256 KiB past the ramp.
 - Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
-  without a stable estimate raises EngineError("limit") with the unstable figures in `partial`.
+  first, an estimate over at least 0.75 s whose last 3 values lie within +-2% is the result;
+  otherwise EngineError("limit") with the unstable figures in `partial`.
+- Bytes moved (what the data budget pays): download, bytes read (the byte limit bounds them);
+  upload, bytes delivered.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
@@ -57,11 +68,20 @@ STEP_GAIN = 1.10  # a stream step must raise the plateau by this factor to try a
 RAMP_GROWTH = 1.05
 STABLE_K = 6
 STABLE_TOL = 0.02
-# The ramp is judged over when the rate stops rising, i.e. at a dip, often a loss whose recovery
-# then releases held-back bytes at once: starting the count there would overcount. Wait 0.5 s.
-SETTLE_SAMPLES = 2
-MIN_MEASURE_S = 3.0
+# The ramp is judged over when the rate stops rising, i.e. at a dip: often the losses that end
+# slow start, whose recovery takes many RTTs (with the link part idle). Wait 0.5 s or 20 RTTs.
+SETTLE_S = 0.5
+SETTLE_RTTS = 20
+MIN_MEASURE_S = 2.0
 MIN_MEASURE_BYTES = 256 * 1024
+# When a bound stops the test first (at 900 Mbit/s the byte limit comes after ~2 s), an estimate
+# still counts after this span if its last BOUNDED_STABLE_K values agree within STABLE_TOL.
+BOUNDED_MIN_MEASURE_S = 0.75
+BOUNDED_STABLE_K = 3
+EDGE_SAMPLES = 4  # how far into the window's edges `_goodput` looks for unlagged counts (1 s)
+# The link is judged full when the streams' median RTT reaches idle RTT × 1.2 + 2 ms.
+QUEUE_FACTOR = 1.2
+QUEUE_MIN_S = 0.002
 DOWNLOAD_CHUNKS = 25  # ckSize: MiB per download request
 UPLOAD_REQUEST_BYTES = 8 * MIB  # PHP's default post_max_size is 8M
 RECV_BYTES = 256 * 1024
@@ -69,6 +89,8 @@ SEND_SLICE = 256 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 
 _RANDOM = os.urandom(4 * MIB)  # upload payload: incompressible, generated once
+
+_Address = tuple[socket.AddressFamily, tuple[str, int] | tuple[str, int, int, int]]
 
 
 @dataclass(frozen=True)
@@ -266,11 +288,21 @@ def _abort(sock: socket.socket) -> None:
     sock.close()
 
 
-def _acked(sock: socket.socket) -> int | None:
-    """Bytes of ours the peer acknowledged (tcpi_bytes_acked, offset 120 of struct tcp_info, Linux 4.1+).
+@dataclass(frozen=True)
+class _TcpInfo:
+    delivered: int  # bytes of ours the peer has: acknowledged, plus SACKed past a hole
+    received: int  # bytes we received in order
+    rtt_s: float  # sender's smoothed RTT (0: none yet)
+    rcv_rtt_s: float  # receiver's RTT estimate (0: none yet)
 
-    None where TCP_INFO is missing; callers then count bytes written, which overcounts by what
-    still sits in the send buffer (up to a few MB with autotuning).
+
+def _tcp_info(sock: socket.socket) -> _TcpInfo | None:
+    """Counters from struct tcp_info (Linux 4.1+); None where TCP_INFO is missing.
+
+    Offsets: tcpi_snd_mss u32 at 16, tcpi_sacked u32 at 28, tcpi_rtt u32 (µs) at 68, tcpi_rcv_rtt
+    u32 (µs) at 92, tcpi_bytes_acked u64 at 120, tcpi_bytes_received u64 at 128. SACKed segments
+    count as delivered: else a stream waiting for one retransmission holds back a window of bytes
+    that then arrive "at once" in a later sample.
     """
     opt = getattr(socket, "TCP_INFO", None)
     if opt is None:
@@ -279,9 +311,18 @@ def _acked(sock: socket.socket) -> int | None:
         info = sock.getsockopt(socket.IPPROTO_TCP, opt, 192)
     except OSError:
         return None
-    if len(info) < 128:
+    if len(info) < 136:
         return None
-    return int.from_bytes(info[120:128], sys.byteorder)
+
+    def field(offset: int, size: int = 4) -> int:
+        return int.from_bytes(info[offset : offset + size], sys.byteorder)
+
+    return _TcpInfo(
+        delivered=field(120, 8) + field(28) * field(16),
+        received=field(128, 8),
+        rtt_s=field(68) / 1e6,
+        rcv_rtt_s=field(92) / 1e6,
+    )
 
 
 def _check_status(resp: Response) -> None:
@@ -361,14 +402,45 @@ class _LoadedLatency(threading.Thread):
 
 
 class _Stream:
-    """One TCP connection carrying back-to-back requests of one direction."""
+    """One TCP connection carrying back-to-back requests of one direction.
 
-    def __init__(self, target: Target, upload: bool, deadline: float) -> None:
+    Connects without blocking, so opening streams (a stream step, a reconnect) never stalls the
+    selector loop that drives the others.
+    """
+
+    def __init__(self, target: Target, address: _Address, upload: bool) -> None:
         self.target = target
+        self.address = address
         self.upload = upload
-        self.acked_before = 0  # upload: bytes acknowledged on this stream's earlier connections
-        self.sock = _connect(target, deadline)
+        self.before = 0  # bytes counted (acked or received) on this stream's earlier connections
+        self._open()
+
+    def _open(self) -> None:
+        family, addr = self.address
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setblocking(False)
+        self.connecting = True
+        self.connect_by = time.monotonic() + IO_TIMEOUT_S
+        self.out = memoryview(b"")
+        self.body_left = 0
+        self.resp = Response("connect")
+        self.head_deadline = math.inf
+        err = self.sock.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS):
+            self.sock.close()
+            self._connect_failed(err)
+
+    def _connect_failed(self, err: int) -> None:
+        exc = OSError(err, os.strerror(err))  # the matching subclass, e.g. ConnectionRefusedError
+        raise EngineError(reason_for(exc), f"cannot connect to {self.target.host}:{self.target.port}: {exc}")
+
+    def on_connected(self) -> None:
+        """The socket reported writable (or an error) while connecting: start the first request."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._connect_failed(err)
+        self.connecting = False
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._start_request()
 
     def _start_request(self) -> None:
@@ -403,6 +475,8 @@ class _Stream:
         return len(self.out) > 0 or self.body_left > 0
 
     def events(self) -> int:
+        if self.connecting:
+            return selectors.EVENT_WRITE
         return selectors.EVENT_READ | (selectors.EVENT_WRITE if self.sending else 0)
 
     def on_writable(self, allowance: int) -> int:
@@ -451,15 +525,27 @@ class _Stream:
         return n
 
     def _reconnect(self) -> None:
-        self.acked_before += _acked(self.sock) or 0
+        counted = self.count()
+        if counted is not None:
+            self.before = counted
         self.sock.close()
-        self.sock = _connect(self.target, time.monotonic() + IO_TIMEOUT_S)
-        self.sock.setblocking(False)
-        self._start_request()
+        self._open()
 
-    def acked(self) -> int | None:
-        now = _acked(self.sock)
-        return None if now is None else self.acked_before + now
+    def count(self) -> int | None:
+        """Bytes this stream moved at the TCP level: delivered (upload) or received (download)."""
+        if self.connecting:
+            return self.before
+        info = _tcp_info(self.sock)
+        if info is None:
+            return None
+        return self.before + (info.delivered if self.upload else info.received)
+
+    def rtt(self) -> float:
+        """The RTT TCP sees on this connection now, queueing included (0: not known)."""
+        info = None if self.connecting else _tcp_info(self.sock)
+        if info is None:
+            return 0.0
+        return info.rtt_s if self.upload else info.rcv_rtt_s
 
 
 @dataclass
@@ -473,10 +559,12 @@ class _Outcome:
 
 def _run_direction(
     target: Target,
+    address: _Address,
     upload: bool,
     limits: Limits,
     cancelled: threading.Event,
     progress: Progress | None,
+    idle_rtt_s: float,
 ) -> _Outcome:
     phase = "upload" if upload else "download"
     start = time.monotonic()
@@ -488,24 +576,23 @@ def _run_direction(
     moved = 0  # download: received; upload: written (what the data budget pays)
 
     def add(count: int) -> None:
-        connect_by = min(deadline, time.monotonic() + IO_TIMEOUT_S)
         for _ in range(count):
-            stream = _Stream(target, upload, connect_by)
+            stream = _Stream(target, address, upload)
             streams.append(stream)
             sel.register(stream.sock, stream.events(), stream)
 
     def counted() -> int:
-        if not upload:
-            return moved
-        acked = [s.acked() for s in streams]
-        return moved if None in acked else sum(a for a in acked if a is not None)
+        """Bytes that crossed the link: TCP's counts, else what we read or wrote."""
+        counts = [s.count() for s in streams]
+        return moved if None in counts else sum(c for c in counts if c is not None)
 
     adaptive = limits.streams <= 0
+    settle_s = max(SETTLE_S, SETTLE_RTTS * idle_rtt_s)
     samples: list[tuple[float, int]] = [(0.0, 0)]
     step_start = 0  # sample index where the current stream count began
     plateau: float | None = None
     ramp_end: int | None = None
-    measure_from: tuple[float, int] | None = None
+    measure_i: int | None = None  # sample index where the measuring window starts
     estimates: list[float] = []
     last_change = start
     next_sample = start + SAMPLE_S
@@ -527,6 +614,10 @@ def _run_direction(
             for key, mask in sel.select(timeout=max(0.0, min(next_sample, deadline) - now)):
                 stream: _Stream = key.data
                 old_sock = stream.sock
+                if stream.connecting:
+                    stream.on_connected()
+                    sel.modify(stream.sock, stream.events(), stream)
+                    continue
                 if mask & selectors.EVENT_READ and (upload or allowance > 0):
                     got = stream.on_readable(view[: min(RECV_BYTES, allowance) if not upload else RECV_BYTES])
                     if not upload:
@@ -543,6 +634,10 @@ def _run_direction(
                     sel.modify(stream.sock, stream.events(), stream)
             now = time.monotonic()
             for stream in streams:
+                if stream.connecting and now > stream.connect_by:
+                    raise EngineError(
+                        "timeout", f"cannot connect to {target.host}:{target.port} within {IO_TIMEOUT_S:g} s"
+                    )
                 if now > stream.head_deadline and not stream.resp.headers_done:
                     raise EngineError(
                         "timeout", f"{stream.resp.what}: no response headers within {IO_TIMEOUT_S:g} s"
@@ -557,13 +652,13 @@ def _run_direction(
                 raise EngineError("timeout", f"{phase}: no data for {IO_TIMEOUT_S:g} s")
             samples.append((t, total))
             i = len(samples) - 1
-            if measure_from is None:
+            if measure_i is None:
                 rate = _rate(samples, i)
                 if progress is not None:
                     progress(phase, rate * 8)
                 if ramp_end is not None:
-                    if i >= ramp_end + SETTLE_SAMPLES:
-                        measure_from = samples[i]
+                    if t >= samples[ramp_end][0] + settle_s:
+                        measure_i = i
                     continue
                 if i - step_start < 3:  # two full windows past the last stream change
                     continue
@@ -576,6 +671,7 @@ def _run_direction(
                     and not ramp_cap
                     and len(streams) < MAX_STREAMS
                     and (plateau is None or rate > plateau * STEP_GAIN)
+                    and not _queueing(streams, idle_rtt_s)
                 ):
                     plateau = rate
                     add(min(STREAM_STEP, MAX_STREAMS - len(streams)))
@@ -583,17 +679,27 @@ def _run_direction(
                     continue
                 ramp_end = i
                 continue
-            span, got = t - measure_from[0], total - measure_from[1]
-            estimate = got / span
+            span, got = t - samples[measure_i][0], total - samples[measure_i][1]
+            estimate = _goodput(samples[measure_i:])
             estimates.append(estimate)
             if progress is not None:
                 progress(phase, estimate * 8)
             if span >= MIN_MEASURE_S and got >= MIN_MEASURE_BYTES and _stable(estimates[-STABLE_K:]):
                 stable = estimate * 8
                 break
+        # A bound arrived first (at high rates the byte limit can come within seconds): a stable
+        # estimate over a shorter span still beats no figure.
+        if (
+            measure_i is not None
+            and samples[-1][0] - samples[measure_i][0] >= BOUNDED_MIN_MEASURE_S
+            and _stable(estimates[-BOUNDED_STABLE_K:], BOUNDED_STABLE_K)
+        ):
+            stable = estimates[-1] * 8
     finally:
-        # What crossed the line: upload data still in our send buffer is dropped by the reset below.
-        moved = counted()
+        # Upload: what crossed the line (data still in our send buffer is dropped by the reset below).
+        # Download: what we read, which the byte limit bounds.
+        if upload:
+            moved = counted()
         for stream in streams:
             _abort(stream.sock)
         sel.close()
@@ -601,9 +707,54 @@ def _run_direction(
         return _Outcome(stable, moved, len(streams), time.monotonic() - start)
     # Bounded without a stable estimate: no goodput, only words saying how far it got.
     shown = f"last estimate {estimates[-1] * 8 / 1e6:.2f} Mbit/s" if estimates else "still ramping up"
-    got = samples[-1][1] - measure_from[1] if measure_from else 0
+    got = samples[-1][1] - samples[measure_i][1] if measure_i is not None else 0
     detail = f"{outcome_detail} without a stable estimate ({shown}, {got} bytes past the ramp-up)"
     return _Outcome(None, moved, len(streams), time.monotonic() - start, detail)
+
+
+def _address(target: Target, sock: socket.socket | None) -> _Address:
+    """Where the streams connect: the address the latency connection reached, else the first resolved."""
+    if sock is not None:
+        return sock.family, sock.getpeername()
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)[0]
+    except OSError as exc:
+        raise EngineError(reason_for(exc), f"cannot resolve {target.host}: {exc}") from None
+    return family, (str(addr[0]), int(addr[1]))
+
+
+def _queueing(streams: list[_Stream], idle_rtt_s: float) -> bool:
+    """Whether the streams' RTT shows a standing queue at the bottleneck: the link is full.
+
+    Then more streams cannot raise the rate (they only help while windows, not the link, limit it),
+    so the stream step, which costs a ramp-up of its own, is skipped.
+    """
+    rtts = [r for r in (s.rtt() for s in streams) if r > 0]
+    if not rtts or idle_rtt_s <= 0:
+        return False
+    return statistics.median(rtts) >= idle_rtt_s * QUEUE_FACTOR + QUEUE_MIN_S
+
+
+def _goodput(samples: list[tuple[float, int]]) -> float:
+    """Bytes per second over the samples (time, count), from edge samples TCP's holding back spared.
+
+    A TCP count lags what crossed the link while a stream waits for a retransmission (bytes
+    received past the hole count only once it is filled), never leads it. So among the first and
+    the last few samples take the ones lying highest above the trend line, not simply the first
+    and the last: a window starting on such a lag would count the held bytes as if they had
+    crossed inside it.
+    """
+    last = len(samples) - 1
+    edge = min(EDGE_SAMPLES, last // 4)
+    lo, hi = 0, last
+    for _ in range(3):
+        (t0, b0), (t1, b1) = samples[lo], samples[hi]
+        trend = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+        above = [b - trend * t for t, b in samples]
+        lo = max(range(edge + 1), key=above.__getitem__)
+        hi = max(range(last - edge, last + 1), key=above.__getitem__)
+    (t0, b0), (t1, b1) = samples[lo], samples[hi]
+    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 def _rate(samples: list[tuple[float, int]], i: int) -> float:
@@ -612,8 +763,8 @@ def _rate(samples: list[tuple[float, int]], i: int) -> float:
     return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
 
 
-def _stable(estimates: list[float]) -> bool:
-    if len(estimates) < STABLE_K:
+def _stable(estimates: list[float], k: int = STABLE_K) -> bool:
+    if len(estimates) < k:
         return False
     mean = statistics.fmean(estimates)
     return mean > 0 and all(abs(e - mean) <= STABLE_TOL * mean for e in estimates)
@@ -650,13 +801,16 @@ def measure(
                 raise EngineError("timeout", "latency: cancelled")
             idle.append(pinger.ping(latency_by))
         result = replace(result, latency_idle_s=statistics.median(idle))
+        address = _address(target, pinger.sock)
         limit_detail = ""
         for upload in (False, True):
             loaded = _LoadedLatency(pinger) if not upload else None
             if loaded is not None:
                 loaded.start()
             try:
-                outcome = _run_direction(target, upload, limits, cancelled, progress)
+                outcome = _run_direction(
+                    target, address, upload, limits, cancelled, progress, result.latency_idle_s or 0.0
+                )
             except EngineError as exc:
                 raise EngineError(exc.reason, exc.detail, finish()) from None
             finally:
