@@ -21,7 +21,9 @@ from prometheus_client.registry import Collector
 from agent import __version__
 from agent.bandwidth.engine import BandwidthTest
 from agent.diagnosis import CAUSES, Diagnosis, diagnose
+from agent.probes import bandwidth, dns, ping
 from agent.probes.bandwidth import BandwidthRun
+from agent.probes.base import ProbeSettings
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
 from agent.probes.ping import PingStats
@@ -97,17 +99,16 @@ class AgentMetrics(Collector):
 
     # -- recording (called by the scheduler's threads) ------------------------------------------
 
-    def set_probes(self, names: Iterable[str]) -> None:
-        """Declare the enabled probes so that their failure counters exist at 0 from the start."""
-        names = list(names)
+    def set_probes(self, probes: Mapping[str, ProbeSettings]) -> None:
+        """Declare the enabled probes, so that their counters exist at 0 from the start: otherwise
+        increase() in Prometheus never counts the first event after an agent starts."""
         with self._lock:
-            for name in names:
+            for name, settings in probes.items():
                 self._probes.setdefault(name, _ProbeState())
                 for reason in REASONS:
                     self._failures.setdefault((name, reason), 0)
-            if "bandwidth" in names:  # so that increase() over them works before the first event
-                self._counters.setdefault(("hotspot_bandwidth_tests_deferred_total", ()), 0)
-                self._counters.setdefault(("hotspot_bandwidth_tests_skipped_total", _key(reason="budget")), 0)
+                for key in _counters_at_start(name, settings):
+                    self._counters.setdefault(key, 0)
 
     def record_run(self, probe: str, results: list[Result], finished_at: float, duration_s: float) -> None:
         increments = _increments(probe, results, self.site)
@@ -472,6 +473,36 @@ _COUNTER_DOCS = {
     "hotspot_bandwidth_tests_deferred_total": "Bandwidth tests given up because users were loading the line.",
     "hotspot_bandwidth_tests_skipped_total": "Bandwidth tests not run, by reason.",
 }
+
+
+def _counters_at_start(probe: str, settings: ProbeSettings) -> list[tuple[str, LabelKey]]:
+    """The counter series a probe will have, as far as its settings tell."""
+    if isinstance(settings, ping.Settings):
+        targets = [(t, "internet") for t in settings.targets] + (
+            [("gateway", "gateway")] if settings.gateway else []
+        )
+        return [
+            (f"hotspot_ping_{n}_total", _key(target=t, role=role))
+            for t, role in targets
+            for n in ("packets_sent", "packets_received", "tests", "tests_within_limit")
+        ]
+    if isinstance(settings, dns.Settings):
+        return [
+            (f"hotspot_dns_{n}_total", _key(resolver=r, name=name))
+            for r in settings.resolvers
+            for name in settings.names
+            for n in ("lookups", "lookup_failures")
+        ]
+    if isinstance(settings, bandwidth.Settings):
+        return [
+            ("hotspot_bandwidth_tests_deferred_total", ()),
+            ("hotspot_bandwidth_tests_skipped_total", _key(reason="budget")),
+        ] + [
+            (f"hotspot_bandwidth_{n}_total", _key(direction=d, engine=settings.engine))
+            for d in ("download", "upload")
+            for n in ("tests", "tests_meeting_threshold", "test_bytes")
+        ]
+    return []
 
 
 def _key(**labels: str) -> LabelKey:

@@ -13,10 +13,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from agent.bandwidth.budget import BudgetStatus
 from agent.bandwidth.engine import BandwidthTest
 from agent.metrics import AgentMetrics
+from agent.probes import PROBES
 from agent.probes.bandwidth import BandwidthRun
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
 from agent.probes.ping import PingStats
+from agent.probes.ping import Settings as ping_settings
 from agent.probes.system import InterfaceStats, SystemStats
 from agent.probes.wifi import WifiLink
 from agent.result import Result, failure
@@ -70,7 +72,7 @@ def bw(outcome: str, test: BandwidthTest | None) -> BandwidthRun:
 def full_metrics() -> AgentMetrics:
     """An AgentMetrics that has seen one result of every kind."""
     m = AgentMetrics(SITE, clock=lambda: 1_700_000_000.0)
-    m.set_probes(["ping", "dns", "http", "wifi", "system", "bandwidth"])
+    m.set_probes({name: spec.settings() for name, spec in PROBES.items()})
     m.record_run("ping", [ping("gateway", 10, "gateway"), ping("1.1.1.1", 9), ping("8.8.8.8", 0)], 1.0, 2.0)
     m.record_run(
         "dns",
@@ -230,9 +232,10 @@ def test_latency_tests_counted_against_site_limit() -> None:
 def test_counters_accumulate_and_failures_start_at_zero() -> None:
     """Packet counters add up over runs; failure counters exist at 0 before any failure."""
     m = AgentMetrics(SITE)
-    m.set_probes(["ping"])
+    m.set_probes({"ping": ping_settings(targets=("x",), gateway=False)})
     assert value(m, "hotspot_probe_failures_total", probe="ping", reason="timeout") == 0
     assert value(m, "hotspot_probe_success", probe="ping") is None  # no run yet: unknown, not failed
+    assert value(m, "hotspot_ping_tests_total", target="x", role="internet") == 0  # so increase() sees test 1
     for _ in range(3):
         m.record_run("ping", [ping("x", 9)], 1, 1)
     assert value(m, "hotspot_ping_packets_sent_total", target="x", role="internet") == 30
@@ -263,7 +266,7 @@ def test_scrape_does_not_measure() -> None:
 def test_deferred_run_keeps_last_measurement_and_counts() -> None:
     """A deferred or skipped run is counted, and the last test's figures stay exported."""
     m = AgentMetrics(SITE)
-    m.set_probes(["bandwidth"])
+    m.set_probes({"bandwidth": PROBES["bandwidth"].settings()})
     assert value(m, "hotspot_bandwidth_tests_deferred_total") == 0
     test = BandwidthTest("http", "s", 91e6, 60e6, 1, 1, None, None, 4, 4, 1.0)
     m.record_run("bandwidth", [Result("bandwidth", "s", True, data=bw("measured", test))], 1, 1)

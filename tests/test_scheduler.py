@@ -74,7 +74,7 @@ def test_hung_probe_is_abandoned_and_counted(tmp_path: Path) -> None:
     """A probe that hangs is abandoned at its timeout, counted as a timeout, and told to stop."""
     hung = Recorder("hung", hang=True)
     metrics = AgentMetrics(SITE)
-    metrics.set_probes(["hung"])
+    metrics.set_probes({"hung": Quick()})
     scheduler = ProbeScheduler(make([hung]), metrics, tmp_path)
     scheduler.apply(SITE, {})
     t0 = time.monotonic()
