@@ -9,12 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from agent.probes import bandwidth, dns, http, ping, system, wifi
 from agent.probes.base import ProbeSettings
 from agent.push.settings import PushSettings
-from agent.schema import BasicAuth, SchemaError, check, is_host_port, parse
+from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse
 from agent.site import Site
 
 DEFAULT_LISTEN = "0.0.0.0:9591"
@@ -82,12 +80,9 @@ def load(path: str | Path) -> Config:
 
 def loads(text: str, source: str = "<config>") -> Config:
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{source}: not valid YAML{at}: {problem}"]) from None
+        raw = load_yaml(text, source)
+    except SchemaError as exc:
+        raise ConfigError(exc.problems) from None
     if raw is None:
         raise ConfigError(
             [

@@ -60,6 +60,19 @@ class BasicAuth:
     password: Secret
 
 
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error becomes a SchemaError that says where."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SchemaError([f"{source}: not valid YAML{at}: {problem}"]) from None
+
+
 def check(fn: Check, **kw: Any) -> Any:
     """A dataclass field with a domain check: `x: str = check(is_host, default="a")`."""
     return dataclasses.field(metadata={"check": fn}, **kw)

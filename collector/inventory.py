@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from agent.schema import SchemaError, check, parse, split_host_port
+from agent.schema import SchemaError, check, load_yaml, parse, split_host_port
 from agent.site import Site
 
 DEFAULT_AGENT_PORT = 9591
@@ -128,12 +128,9 @@ class Inventory:
 
 def loads(text: str, source: str = "<inventory>") -> Inventory:
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InventoryError([f"{source}: not valid YAML{at}: {problem}"]) from None
+        raw = load_yaml(text, source)
+    except SchemaError as exc:
+        raise InventoryError(exc.problems) from None
     if raw is None:
         raise InventoryError([f"{source}: empty; an inventory lists its sites under `sites:`"])
     # Passing our own problem list lets the whole-inventory checks (duplicate ids) run even when
