@@ -37,20 +37,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from agent.bandwidth.speedtest_engine import JPG_BYTES  # the sizes of the real random{N}x{N}.jpg files
+
 SPEEDTEST_NAMES = ("www.speedtest.net", "c.speedtest.net")
-# Sizes of the real random{N}x{N}.jpg files, bytes.
-JPG_BYTES = {
-    350: 245_388,
-    500: 505_544,
-    750: 1_118_012,
-    1000: 1_986_284,
-    1500: 4_468_241,
-    2000: 7_907_740,
-    2500: 12_407_926,
-    3000: 17_816_816,
-    3500: 24_262_167,
-    4000: 31_625_365,
-}
 CHUNK = bytes(range(256)) * 4096  # 1 MiB written again and again: the body's content does not matter
 
 
