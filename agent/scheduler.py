@@ -36,7 +36,8 @@ class ResultSink(Protocol):
 
 @dataclass
 class _Running:
-    thread: threading.Thread
+    """A probe run in its own thread, which may outlive the wait for it when abandoned."""
+
     context: ProbeContext
     done: threading.Event = field(default_factory=threading.Event)
     results: list[Result] = field(default_factory=list)
@@ -121,12 +122,11 @@ class ProbeScheduler:
             ]
             return self._record(spec.name, results, started)
         context = ProbeContext(site=self._site, state_dir=self._state_dir, progress=self._progress)
-        running = _Running(thread=threading.Thread(), context=context)
-        running.thread = threading.Thread(
-            target=self._work, args=(spec, settings, running), name=f"probe-{spec.name}", daemon=True
-        )
+        running = _Running(context)
         self._running[spec.name] = running
-        running.thread.start()
+        threading.Thread(
+            target=self._work, args=(spec, settings, running), name=f"probe-{spec.name}", daemon=True
+        ).start()
         deadline = time.monotonic() + settings.timeout_s
         while not running.done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
             if self._stopping.is_set():
