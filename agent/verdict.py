@@ -103,6 +103,20 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
         return f"{probe}: no result."
     lines = [line for r in results for line in _one(r, site)]
     failed = sum(not r.ok for r in results)
+    run = results[0].data
+    if probe == "bandwidth" and not failed and isinstance(run, BandwidthRun) and run.test is not None:
+        below = [
+            direction
+            for direction, bps, contracted in (
+                ("download", run.test.download_bps, site.contracted_download_mbps),
+                ("upload", run.test.upload_bps, site.contracted_upload_mbps),
+            )
+            if bps is not None and bps < contracted * 1e6 * site.pass_ratio
+        ]
+        verdict = (
+            "MEETS the requirement" if not below else f"is BELOW the requirement ({' and '.join(below)})"
+        )
+        return "\n".join([*lines, f"Verdict: this test {verdict}."])
     summary = (
         f"{probe}: all {len(results)} checks fine."
         if not failed

@@ -101,6 +101,7 @@ def test_measure_bandwidth_json_without_config() -> None:
             m = m or re.search(r"listening on (\S+)", server.stdout.readline())
         assert m, "the speedtest server did not start"
         res = measure("bandwidth", "--server", m.group(1), "--json")
+        words = measure("bandwidth", "--server", m.group(1))
     finally:
         server.terminate()
         server.wait(10)
@@ -111,6 +112,10 @@ def test_measure_bandwidth_json_without_config() -> None:
     assert out["engine"] == "http" and out["server"].startswith("http://127.0.0.1:")
     # paced to 40 Mbit/s: the goodput is measured, not invented
     assert 36e6 < out["download_bps"] < 41e6 and 36e6 < out["upload_bps"] < 41e6
+    # in words: below 80% of the default 100 Mbit/s in both directions
+    assert words.returncode == 0, words.stderr
+    assert "Verdict: this test is BELOW the requirement (download and upload)." in words.stdout
+    assert "A 100 Mbit/s line carries at most 95.6 Mbit/s" in words.stdout
 
 
 def test_measure_bandwidth_unreachable_server_fails_clearly() -> None:
