@@ -114,7 +114,7 @@ def wait_listening(lab: Lab, port: int) -> None:
 
 
 def measure_condition(
-    rate: float, rtt: float, loss: float, tls_dir: Path, prefix: str = "hml"
+    rate: float, rtt: float, loss: float, tls_dir: Path, prefix: str = "hmlab"
 ) -> tuple[list[Run], dict[str, int]]:
     runs = []
     with Lab(rate_mbit=rate, rtt_ms=rtt, loss=loss, prefix=prefix) as lab:
@@ -158,7 +158,7 @@ def measure_condition(
     return runs, lab.delayline_counters
 
 
-def delayline_ceiling(prefix: str = "hml") -> list[Run]:
+def delayline_ceiling(prefix: str = "hmlab") -> list[Run]:
     """iperf3 at 900 Mbit/s through the delay line with ~0 delay: what the user-space path can carry."""
     runs, counters = [], {}
     with Lab(rate_mbit=900, rtt_ms=0.002, prefix=prefix) as lab:
@@ -269,7 +269,7 @@ def main() -> int:
     parser.add_argument(
         "--only", help="only these conditions, RATE/RTT[/LOSS%%] comma-separated, e.g. 100/30,100/30/1"
     )
-    parser.add_argument("--prefix", default="hml", help="namespace name prefix (default %(default)s)")
+    parser.add_argument("--prefix", default="hmlab", help="namespace name prefix (default %(default)s)")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -31,7 +31,7 @@ Topology (the addresses are the same in every lab: each lab has its own namespac
   writes each packet back after rtt_ms / 2 and drops it with probability `loss`. Each direction
   crosses it once, so the RTT gains rtt_ms, and a ping round trip is lost with 1 - (1 - loss)².
   The delay happens before the shaper, so queueing happens at the bottleneck, as on a real line.
-- Names: namespaces are `{prefix}{pid}x{n}c|r|s` (prefix "hml" unless given). `ip netns exec`
+- Names: namespaces are `{prefix}{pid}x{n}c|r|s` (prefix "hmlab" unless given). `ip netns exec`
   bind-mounts /etc/netns/NAME/*: every lab namespace gets a resolv.conf pointing at its own loopback
   (no lab process ever queries the machine's resolvers), and `hosts()` adds names.
 - Teardown (on exit, also after a failed setup): processes started with popen() are terminated, any
@@ -79,7 +79,7 @@ def unavailable_reason() -> str | None:
     for tool in ("ip", "tc"):
         if shutil.which(tool) is None:
             return f"{tool} (iproute2) is not installed"
-    name = f"hml{os.getpid()}probe{next(_counter)}"
+    name = f"hmlab{os.getpid()}probe{next(_counter)}"
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if made.returncode != 0:
         return f"ip netns add failed: {made.stderr.strip()}"
@@ -126,7 +126,7 @@ class Lab:
     server_ip = SERVER_IP
 
     def __init__(
-        self, rate_mbit: float | None = 100.0, rtt_ms: float = 0.0, loss: float = 0.0, prefix: str = "hml"
+        self, rate_mbit: float | None = 100.0, rtt_ms: float = 0.0, loss: float = 0.0, prefix: str = "hmlab"
     ) -> None:
         if rate_mbit is not None and rate_mbit <= 0:
             raise ValueError("rate_mbit must be positive (or None for an unshaped link)")

@@ -151,7 +151,7 @@ def test_a_killed_runs_leftovers_are_swept() -> None:
     """A namespace named after a process that no longer exists is removed when a new lab starts."""
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = f"hml{dead.pid}x0c"
+    stale = f"hmlab{dead.pid}x0c"
     subprocess.run(["ip", "netns", "add", stale], check=True)
     try:
         with Lab(rate_mbit=10):
