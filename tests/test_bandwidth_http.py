@@ -412,8 +412,27 @@ def test_tcp_info_counts_delivered_and_received_bytes() -> None:
     assert sent.delivered in (1_000_000, 1_000_001)  # + the SYN on some kernels
     assert received.received == 1_000_000
     assert sent.received == 300_000
+    assert received.arrived >= 1_000_000 and received.ooo_packets == 0  # nothing reordered on loopback
     for s in (client, peer, listener):
         s.close()
+
+
+def test_download_count_includes_bytes_held_past_a_hole() -> None:
+    """While packets arrive out of order, the bytes past the hole count; after, the in-order count."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stream = http_engine._Stream(
+        http_engine.parse_server("http://127.0.0.1/"), (socket.AF_INET, listener.getsockname()), False
+    )
+    info = http_engine._TcpInfo
+    try:
+        assert stream._held(info(0, 100_000, 0, 0, arrived=101_000, ooo_packets=0)) == 0  # baseline gap 1000
+        assert stream._held(info(0, 150_000, 0, 0, arrived=251_000, ooo_packets=70)) == 100_000
+        assert stream._held(info(0, 260_000, 0, 0, arrived=301_000, ooo_packets=90)) == 40_000
+        assert stream._held(info(0, 301_000, 0, 0, arrived=303_000, ooo_packets=90)) == 0  # hole filled
+        assert stream._held(info(0, 310_000, 0, 0, arrived=322_000, ooo_packets=95)) == 10_000
+    finally:
+        stream.sock.close()
+        listener.close()
 
 
 def test_goodput_skips_an_edge_where_tcp_held_bytes_back() -> None:
@@ -445,7 +464,7 @@ def test_shaped_link_reads_within_5_percent_of_the_goodput_limit() -> None:
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)
-    with Lab(rate_mbit=50, prefix="hmb") as lab:
+    with Lab(rate_mbit=50) as lab:
         srv = lab.popen(
             lab.server_ns,
             [sys.executable, "-m", "collector.speedtest_server", "--listen", f"{lab.server_ip}:8989"],

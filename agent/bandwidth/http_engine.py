@@ -13,22 +13,25 @@ load sampled on the same latency connection, then upload (POSTs of 8 MiB to empt
 Per direction, one selector loop drives every stream (connecting without blocking, so opening a
 stream never stalls the others) and samples the byte count every 250 ms:
 - Counts come from TCP (getsockopt(TCP_INFO), Linux): download counts bytes TCP received in order
-  (`tcpi_bytes_received`), not bytes read, which lag by whatever waits in the receive buffers;
-  upload counts bytes the server acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS),
-  not bytes written, which only reached our own send buffer. Where TCP_INFO is missing, bytes
-  read or written are counted (see `_tcp_info`).
+  (`tcpi_bytes_received`), not bytes read, which lag by whatever waits in the receive buffers, plus
+  the bytes that arrived past a hole and wait for a retransmission (estimated from data segments ×
+  MSS while packets arrive out of order, `_Stream._held`); upload counts bytes the server
+  acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS), not bytes written, which only
+  reached our own send buffer. Where TCP_INFO is missing, bytes read or written are counted (see
+  `_tcp_info`).
 - Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus, the
   last step still raised it by 10% or more, and the streams' RTT shows no standing queue (median
   below idle latency × 1.2 + 2 ms), up to 16. More streams only help when the windows, not the
   link, limit the rate; a queue at the bottleneck says the link is full already.
 - Ramp-up (slow start, and each stream step) is discarded: it ends 0.5 s or 20 idle RTTs
-  (whichever is longer: recovery from slow start's losses takes RTTs) after the 0.5 s rate grows
-  less than 5% from one sample to the next, or at half of the allowed duration.
+  (whichever is longer: recovery from slow start's losses takes RTTs; rounded to the nearest
+  sample) after the 0.5 s rate grows less than 5% from one sample to the next, or at half of the
+  allowed duration.
 - Goodput = bytes between two samples / the time between them, the samples taken from the first
   and the last second of the window past the ramp-up: those lying highest above the trend line,
   since a TCP count lags while a stream waits for a retransmission and never leads (`_goodput`).
   The test stops as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean, after
-  at least 2 s and 256 KiB past the ramp.
+  at least 2 s (8 samples) and 256 KiB past the ramp.
 - Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
   first, an estimate over at least 0.75 s whose last 3 values lie within +-2% is the result;
   otherwise EngineError("limit") with the unstable figures in `partial`.
@@ -294,21 +297,25 @@ class _TcpInfo:
     received: int  # bytes we received in order
     rtt_s: float  # sender's smoothed RTT (0: none yet)
     rcv_rtt_s: float  # receiver's RTT estimate (0: none yet)
+    arrived: int = 0  # data segments received, in order or not, × receiver's MSS (0: not known)
+    ooo_packets: int = 0  # packets that arrived out of order, cumulative
 
 
 def _tcp_info(sock: socket.socket) -> _TcpInfo | None:
     """Counters from struct tcp_info (Linux 4.1+); None where TCP_INFO is missing.
 
-    Offsets: tcpi_snd_mss u32 at 16, tcpi_sacked u32 at 28, tcpi_rtt u32 (µs) at 68, tcpi_rcv_rtt
-    u32 (µs) at 92, tcpi_bytes_acked u64 at 120, tcpi_bytes_received u64 at 128. SACKed segments
-    count as delivered: else a stream waiting for one retransmission holds back a window of bytes
-    that then arrive "at once" in a later sample.
+    Offsets: tcpi_snd_mss u32 at 16, tcpi_rcv_mss u32 at 20, tcpi_sacked u32 at 28, tcpi_rtt u32
+    (µs) at 68, tcpi_rcv_rtt u32 (µs) at 92, tcpi_bytes_acked u64 at 120, tcpi_bytes_received u64
+    at 128, tcpi_data_segs_in u32 at 152, tcpi_rcv_ooopack u32 at 224 (Linux 5.4+; older kernels
+    return less, and then `arrived` is 0). SACKed segments count as delivered: else a stream
+    waiting for one retransmission holds back a window of bytes that then arrive "at once" in a
+    later sample; `arrived` and `ooo_packets` let a download see the same (`_Stream._held`).
     """
     opt = getattr(socket, "TCP_INFO", None)
     if opt is None:
         return None
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, opt, 192)
+        info = sock.getsockopt(socket.IPPROTO_TCP, opt, 232)
     except OSError:
         return None
     if len(info) < 136:
@@ -322,6 +329,8 @@ def _tcp_info(sock: socket.socket) -> _TcpInfo | None:
         received=field(128, 8),
         rtt_s=field(68) / 1e6,
         rcv_rtt_s=field(92) / 1e6,
+        arrived=field(152) * field(20) if len(info) >= 228 else 0,
+        ooo_packets=field(224) if len(info) >= 228 else 0,
     )
 
 
@@ -415,6 +424,10 @@ class _Stream:
         self.before = 0  # bytes counted (acked or received) on this stream's earlier connections
         self._open()
 
+    def _reset_held(self) -> None:
+        self._ooo_packets = -1  # tcpi_rcv_ooopack at the last count (-1: none yet)
+        self._sync_gap = 0  # arrived - received when nothing was last held
+
     def _open(self) -> None:
         family, addr = self.address
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -425,6 +438,7 @@ class _Stream:
         self.body_left = 0
         self.resp = Response("connect")
         self.head_deadline = math.inf
+        self._reset_held()
         err = self.sock.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
             self.sock.close()
@@ -538,7 +552,24 @@ class _Stream:
         info = _tcp_info(self.sock)
         if info is None:
             return None
-        return self.before + (info.delivered if self.upload else info.received)
+        if self.upload:
+            return self.before + info.delivered
+        return self.before + info.received + self._held(info)
+
+    def _held(self, info: _TcpInfo) -> int:
+        """Bytes that arrived past a hole and wait for a retransmission (download).
+
+        While no packet arrived out of order since the last count nothing is held, and the gap
+        between bytes arrived (data segments × MSS) and bytes received in order is the baseline;
+        while packets do arrive out of order, the gap's growth beyond it is what is held.
+        """
+        gap = info.arrived - info.received
+        if info.ooo_packets == self._ooo_packets or self._ooo_packets < 0 or not info.arrived:
+            self._ooo_packets = info.ooo_packets
+            self._sync_gap = gap
+            return 0
+        self._ooo_packets = info.ooo_packets
+        return max(0, gap - self._sync_gap)
 
     def rtt(self) -> float:
         """The RTT TCP sees on this connection now, queueing included (0: not known)."""
@@ -657,7 +688,7 @@ def _run_direction(
                 if progress is not None:
                     progress(phase, rate * 8)
                 if ramp_end is not None:
-                    if t >= samples[ramp_end][0] + settle_s:
+                    if t >= samples[ramp_end][0] + settle_s - SAMPLE_S / 2:
                         measure_i = i
                     continue
                 if i - step_start < 3:  # two full windows past the last stream change
@@ -684,7 +715,11 @@ def _run_direction(
             estimates.append(estimate)
             if progress is not None:
                 progress(phase, estimate * 8)
-            if span >= MIN_MEASURE_S and got >= MIN_MEASURE_BYTES and _stable(estimates[-STABLE_K:]):
+            if (
+                span >= MIN_MEASURE_S - SAMPLE_S / 2
+                and got >= MIN_MEASURE_BYTES
+                and _stable(estimates[-STABLE_K:])
+            ):
                 stable = estimate * 8
                 break
         # A bound arrived first (at high rates the byte limit can come within seconds): a stable
