@@ -67,7 +67,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     signals: queue.SimpleQueue[int] = queue.SimpleQueue()
     for handled in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(handled, lambda signum, frame: signals.put(signum))
-    agent.start()
+    try:
+        agent.start()
+    except OSError as exc:  # e.g. the push queue cannot be opened
+        log.error("cannot start: %s", exc)
+        return EXIT_FAILED
     while True:
         try:
             received = signals.get(timeout=0.5)

@@ -41,6 +41,8 @@ class Agent:
         self._started = time.time()
 
     def start(self) -> None:
+        """Start everything; raises OSError (with nothing left running) when it cannot."""
+        self._start_pusher()  # first: a queue that cannot be opened stops the start before anything runs
         enabled = self.config.probes.enabled()
         self.metrics.set_probes(enabled)
         self.scheduler.apply(self.config.site, enabled)
@@ -102,7 +104,10 @@ class Agent:
             self.server.start()
         if new.push != old.push or new.site != old.site:
             self._stop_pusher()
-            self._start_pusher()
+            try:
+                self._start_pusher()
+            except OSError as exc:  # the queue cannot be opened: measuring goes on, /metrics serves all
+                log.error("push not restarted after the reload: %s", exc)
         self.metrics.config_ok = True
         self.metrics.reloads["success"] += 1
         log.info("config reloaded from %s", self.config_path)

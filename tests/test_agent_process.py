@@ -84,3 +84,28 @@ def test_run_with_invalid_config_exits_2(tmp_path: Path) -> None:
     assert res.returncode == 2
     assert re.search(r"site\.id: must be", res.stderr) and "site.province: required" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_unusable_push_queue_stops_start_with_clear_error(tmp_path: Path) -> None:
+    """A push queue that cannot be opened ends the start with exit 1 and a plain message, no traceback."""
+    import subprocess
+    import sys
+
+    state = tmp_path / "state"
+    (state / "push-queue.sqlite").mkdir(parents=True)  # a directory where the database should be
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        site_yaml("nd-4")
+        + LOOPBACK_PROBES
+        + f"state_dir: {state}\npush: {{enabled: true, url: 'http://127.0.0.1:9/api/v1/write'}}\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(cfg), "--listen", "127.0.0.1:0"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 1
+    assert "cannot start: cannot open the push queue" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -371,7 +371,7 @@ class SampleQueue:
             raise QueueClosed("the push queue is closed")
 
 
-class QueueError(RuntimeError):
+class QueueError(OSError):
     """The queue file cannot be used (state_dir not writable, not a database...)."""
 
 
