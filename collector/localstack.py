@@ -183,21 +183,28 @@ DEFAULT_SITES = (
 )
 
 
+def identity(site: LabSite) -> dict[str, str]:
+    """The site keys the agent config and the inventory share."""
+    return {
+        "id": site.id,
+        "name": site.name,
+        "type": site.type,
+        "commune": COMMUNE,
+        "commune_code": "14161",
+        "province": PROVINCE,
+        "isp": "VNPT",
+    }
+
+
 def agent_config(site: LabSite, ports: Ports, workdir: Path, speedup: float, dns: bool) -> str:
     """An agent config whose every probe touches only loopback."""
     every = max(1.0, 60.0 / speedup)
     server = ports.speedtest_slow if site.slow else ports.speedtest
     doc: dict[str, Any] = {
         "site": {
-            "id": site.id,
-            "name": site.name,
-            "type": site.type,
-            "commune": COMMUNE,
-            "commune_code": "14161",
-            "province": PROVINCE,
+            **identity(site),
             "latitude": 20.25293,
             "longitude": 106.5474,
-            "isp": "VNPT",
             "contracted_download_mbps": 100,
             "contracted_upload_mbps": 100,
         },
@@ -373,15 +380,7 @@ class Stack:
             self.agent_ports.setdefault(site.id, free_port())
         lines = ["sites:"]
         for site in self.sites:
-            entry: dict[str, str | bool] = {
-                "id": site.id,
-                "name": site.name,
-                "type": site.type,
-                "commune": COMMUNE,
-                "commune_code": "14161",
-                "province": PROVINCE,
-                "isp": "VNPT",
-            }
+            entry: dict[str, str | bool] = {**identity(site)}
             entry |= (
                 {"push": True}
                 if site.reach == "push"

@@ -121,10 +121,10 @@ def test_second_run_skipped_while_abandoned_run_still_hangs(tmp_path: Path) -> N
     assert len(stubborn.runs) == 1
 
 
-def test_bandwidth_class_runs_never_overlap(tmp_path: Path) -> None:
-    """Two bandwidth-class probes due at the same time run one after the other."""
-    a, b = Recorder("bw_a", sleep_s=0.4), Recorder("bw_b", sleep_s=0.4)
-    specs = make([a, b], bandwidth=True)
+def run_two_at_once(tmp_path: Path, bandwidth: bool) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Start two probes' runs at the same moment; return each one's (start, end)."""
+    a, b = Recorder("a", sleep_s=0.4), Recorder("b", sleep_s=0.4)
+    specs = make([a, b], bandwidth=bandwidth)
     scheduler = ProbeScheduler(specs, AgentMetrics(SITE), tmp_path)
     scheduler.apply(SITE, {})
     threads = [threading.Thread(target=scheduler.run_once, args=(specs[n], Quick())) for n in specs]
@@ -132,22 +132,18 @@ def test_bandwidth_class_runs_never_overlap(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join(10)
-    (a_start, a_end), (b_start, b_end) = a.runs[0], b.runs[0]
-    assert a_end <= b_start or b_end <= a_start, (a.runs, b.runs)
+    return a.runs[0], b.runs[0]
+
+
+def test_bandwidth_class_runs_never_overlap(tmp_path: Path) -> None:
+    """Two bandwidth-class probes due at the same time run one after the other."""
+    (a_start, a_end), (b_start, b_end) = run_two_at_once(tmp_path, bandwidth=True)
+    assert a_end <= b_start or b_end <= a_start
 
 
 def test_ordinary_probes_may_overlap(tmp_path: Path) -> None:
     """Probes that are not bandwidth-class run concurrently (the serialisation is specific)."""
-    a, b = Recorder("a", sleep_s=0.4), Recorder("b", sleep_s=0.4)
-    specs = make([a, b])
-    scheduler = ProbeScheduler(specs, AgentMetrics(SITE), tmp_path)
-    scheduler.apply(SITE, {})
-    threads = [threading.Thread(target=scheduler.run_once, args=(specs[n], Quick())) for n in specs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    (a_start, a_end), (b_start, b_end) = a.runs[0], b.runs[0]
+    (a_start, a_end), (b_start, b_end) = run_two_at_once(tmp_path, bandwidth=False)
     assert a_start < b_end and b_start < a_end
 
 
