@@ -731,10 +731,11 @@ def _run_direction(
         ):
             stable = estimates[-1] * 8
     finally:
-        # Upload: what crossed the line (data still in our send buffer is dropped by the reset below).
-        # Download: what we read, which the byte limit bounds.
+        # Upload: what crossed the line (data still in our send buffer is dropped by the reset below),
+        # at most the body bytes written: acknowledged bytes also cover our request headers, which
+        # the byte limit does not bound. Download: what we read, which the byte limit bounds.
         if upload:
-            moved = counted()
+            moved = min(counted(), moved)
         for stream in streams:
             _abort(stream.sock)
         sel.close()
