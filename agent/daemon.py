@@ -48,7 +48,6 @@ class Agent:
         self.scheduler.apply(self.config.site, enabled)
         self.server.start()
         self.scheduler.start()
-        self._start_pusher()
         host, port = self.server.address
         log.info(
             "agent started for site %s (%s); metrics on %s://%s:%d/metrics",
