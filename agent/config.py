@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agent.probes import bandwidth, dns, http, ping, system, wifi
 from agent.probes.base import ProbeSettings
 from agent.push.settings import PushSettings
-from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse
+from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse, read_yaml_file
 from agent.site import Site
 
 DEFAULT_LISTEN = "0.0.0.0:9591"
@@ -72,10 +72,10 @@ class Config:
 def load(path: str | Path) -> Config:
     """Read and validate a config file; raise ConfigError listing every problem."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
-    return loads(text, str(path))
+        raw = read_yaml_file(path)
+    except SchemaError as exc:
+        raise ConfigError(exc.problems) from None
+    return _build(raw, str(path))
 
 
 def loads(text: str, source: str = "<config>") -> Config:
@@ -83,6 +83,10 @@ def loads(text: str, source: str = "<config>") -> Config:
         raw = load_yaml(text, source)
     except SchemaError as exc:
         raise ConfigError(exc.problems) from None
+    return _build(raw, source)
+
+
+def _build(raw: Any, source: str) -> Config:
     if raw is None:
         raise ConfigError(
             [

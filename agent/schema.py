@@ -60,17 +60,85 @@ class BasicAuth:
     password: Secret
 
 
-def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML text; a syntax error becomes a SchemaError that says where."""
+def _unique_key_loader() -> type:
+    """A SafeLoader that records every key given twice in one mapping (with both lines).
+
+    PyYAML keeps the last value silently; a site whose second `maintenance:` undoes the first, or a
+    second `probes:` section that replaces the first, must be an error instead.
+    """
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        duplicates: list[tuple[int, str]]
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<:` merges are meant to be overridden
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first:
+                        self.duplicates.append(
+                            (line, f"key {key!r} given twice (lines {first[key]} and {line}); keep one")
+                        )
+                    first.setdefault(key, line)
+                except TypeError:  # unhashable key: the base constructor reports it
+                    continue
+            return super().construct_mapping(node, deep)
+
+    return Loader
+
+
+def decode_text(data: bytes, source: str) -> str:
+    """UTF-8 bytes to text; anything else (a legacy Windows encoding, binary) is a SchemaError."""
+    if b"\0" in data:
+        raise SchemaError([f"{source}: binary content, not a YAML text file"])
     try:
-        return yaml.safe_load(text)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SchemaError(
+            [
+                f"{source}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column}; "
+                "save the file as UTF-8 (legacy encodings such as Windows cp1258 are not read)"
+            ]
+        ) from None
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """Read and parse a YAML file; unreadable, non-UTF-8 or invalid YAML becomes a SchemaError."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SchemaError([f"{path}: cannot read: {exc.strerror}"]) from None
+    return load_yaml(decode_text(data, str(path)), str(path))
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error or a key given twice becomes a SchemaError that says where."""
+    import yaml
+
+    duplicates: list[tuple[int, str]] = []
+    try:
+        loader = _unique_key_loader()(text)  # its reader already refuses control characters
+        loader.duplicates = duplicates
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or str(exc).split("\n")[0]
         raise SchemaError([f"{source}: not valid YAML{at}: {problem}"]) from None
+    except RecursionError:
+        raise SchemaError([f"{source}: not valid YAML: nested too deeply"]) from None
+    if duplicates:
+        raise SchemaError([f"{source}: line {line}: {text}" for line, text in sorted(duplicates)])
+    return data
 
 
 def check(fn: Check, **kw: Any) -> Any:
@@ -248,6 +316,9 @@ def _secret(value: Any, path: str, problems: list[str]) -> Secret | None:
                 return Secret(Path(ref).read_text(encoding="utf-8").strip(), f"file {ref}")
             except OSError as exc:
                 problems.append(f"{path}: cannot read secret file {ref}: {exc.strerror}")
+                return None
+            except UnicodeDecodeError:
+                problems.append(f"{path}: secret file {ref} is not UTF-8 text")
                 return None
     problems.append(f"{path}: must be a string, {{env: NAME}} or {{file: PATH}}")
     return None

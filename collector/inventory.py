@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from agent.schema import SchemaError, check, load_yaml, parse, split_host_port
+from agent.schema import SchemaError, check, load_yaml, parse, read_yaml_file, split_host_port
 from agent.site import Site
 
 DEFAULT_AGENT_PORT = 9591
@@ -131,6 +131,10 @@ def loads(text: str, source: str = "<inventory>") -> Inventory:
         raw = load_yaml(text, source)
     except SchemaError as exc:
         raise InventoryError(exc.problems) from None
+    return _build(raw, source)
+
+
+def _build(raw: Any, source: str) -> Inventory:
     if raw is None:
         raise InventoryError([f"{source}: empty; an inventory lists its sites under `sites:`"])
     # Passing our own problem list lets the whole-inventory checks (duplicate ids) run even when
@@ -145,12 +149,10 @@ def loads(text: str, source: str = "<inventory>") -> Inventory:
 def load(path: str | Path) -> Inventory:
     """Read and validate an inventory file; raise InventoryError listing every problem."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InventoryError([f"{path}: cannot read: {exc.strerror}"]) from None
-    except UnicodeDecodeError as exc:
-        raise InventoryError([f"{path}: not UTF-8 text: {exc.reason} at byte {exc.start}"]) from None
-    return loads(text, str(path))
+        raw = read_yaml_file(path)
+    except SchemaError as exc:
+        raise InventoryError(exc.problems) from None
+    return _build(raw, str(path))
 
 
 # --- generating example inventories from data/ ---------------------------------------------------

@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+from tests.legacy_text import cp1258
 
 
 def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:
@@ -51,6 +52,32 @@ def test_sighup_with_broken_config_keeps_old_one(tmp_path: Path) -> None:
     finally:
         code = agent.stop()
     assert code == 0
+
+
+def test_sighup_with_cp1258_or_binary_config_keeps_serving(tmp_path: Path) -> None:
+    """A config saved as cp1258, then random binary, on SIGHUP: refused and logged, /metrics stays."""
+    agent = start_agent(site_yaml("nd-1") + LOOPBACK_PROBES, tmp_path)
+    try:
+        good = agent.config_path.read_text(encoding="utf-8")
+        cases = [
+            (cp1258(good), "not UTF-8 text: byte 0xf2 at line 1, column 28"),
+            (bytes(range(256)), "binary content"),
+        ]
+        for n, (content, said) in enumerate(cases, 1):
+            agent.config_path.write_bytes(content)
+            agent.signal(signal.SIGHUP)
+            assert wait_until(
+                lambda n=n: sample(agent, "hotspot_config_reloads_total", result="failure") == n
+            )
+            assert said in agent.log()
+            assert sample(agent, "hotspot_config_last_reload_successful", site="nd-1") == 0
+        runs = sample(agent, "hotspot_probe_runs_total", probe="ping") or 0
+        assert wait_until(lambda: (sample(agent, "hotspot_probe_runs_total", probe="ping") or 0) > runs, 15)
+        assert agent.proc.poll() is None
+    finally:
+        code = agent.stop()
+    assert code == 0
+    assert "Traceback" not in agent.log()
 
 
 def test_sigterm_stops_cleanly_and_healthz(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import yaml
 from agent import config
 from agent.config import Config, ConfigError
 from agent.schema import Secret
+from tests.legacy_text import cp1258
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"
@@ -173,3 +174,50 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
     missing = run_cli("check-config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2
     assert "cannot read" in missing.stderr
+
+
+def test_config_not_utf8_is_a_config_problem(tmp_path: Path) -> None:
+    """A config saved as cp1258 (Vietnamese Windows) or random binary: exit 2, one clear line."""
+    legacy = tmp_path / "cp1258.yaml"
+    legacy.write_bytes(cp1258(EXAMPLE.read_text(encoding="utf-8")))
+    res = run_cli("check-config", str(legacy))
+    assert res.returncode == 2, res.stderr
+    assert "not UTF-8 text: byte 0x97 at line 1, column 31; save the file as UTF-8" in res.stderr
+    assert "Traceback" not in res.stderr
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    res = run_cli("check-config", str(binary))
+    assert res.returncode == 2 and "binary content, not a YAML text file" in res.stderr
+    assert "Traceback" not in res.stderr
+    # binary without a NUL byte: still a decoding problem, not a traceback
+    binary.write_bytes(bytes(range(1, 256)) * 4)
+    with pytest.raises(ConfigError, match="not UTF-8 text: byte 0x80 at line 2, column 118"):
+        config.load(binary)
+    # valid UTF-8 with control characters: YAML's own reader refuses them, still one line
+    binary.write_bytes(b"site: \x01\x02\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML.*unacceptable character"):
+        config.load(binary)
+
+
+def test_secret_file_not_utf8(tmp_path: Path) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_bytes(cp1258("mật khẩu"))
+    auth = f"exposition: {{basic_auth: {{username: p, password: {{file: {secret_file}}}}}}}"
+    found = problems_of(MINIMAL + auth)
+    assert found == [f"exposition.basic_auth.password: secret file {secret_file} is not UTF-8 text"]
+
+
+def test_duplicate_keys_name_the_key_and_both_lines() -> None:
+    """Two `probes:` sections: PyYAML would keep the second silently; here it is an error."""
+    text = MINIMAL + "probes:\n  ping: {count: 5}\nlog_level: info\nprobes:\n  dns: {enabled: false}\n"
+    assert problems_of(text) == ["<config>: line 5: key 'probes' given twice (lines 2 and 5); keep one"]
+    # nested and flow mappings too; every duplicate at once
+    text = MINIMAL + "probes: {ping: {count: 5, count: 6}}\nsite: {}\n"
+    assert problems_of(text) == [
+        "<config>: line 2: key 'count' given twice (lines 2 and 2); keep one",
+        "<config>: line 3: key 'site' given twice (lines 1 and 3); keep one",
+    ]
+    # a YAML merge (`<<:`) is an intended override, not a duplicate
+    text = MINIMAL + "probes:\n  ping: &p {count: 5, interval_s: 60}\n  dns: {enabled: false}\n"
+    text += "exposition: {listen: '127.0.0.1:0'}\n"
+    assert config.loads(text).probes.ping.count == 5

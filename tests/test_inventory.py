@@ -10,6 +10,7 @@ import pytest
 
 from collector import inventory
 from collector.inventory import InventoryError
+from tests.legacy_text import cp1258
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("/work/shared/data")
@@ -166,3 +167,25 @@ def test_slug_is_ascii() -> None:
     """Province names become ASCII file names."""
     assert inventory.slug("Tỉnh Nam Định") == "tinh-nam-dinh"
     assert inventory.slug("Tỉnh Ninh Bình") == "tinh-ninh-binh"
+
+
+def test_duplicate_key_in_a_site_names_both_lines() -> None:
+    """`maintenance: true` then `maintenance: false` in one site: an error, not a silent false."""
+    text = f"sites:\n  - {SITE.replace(', ', chr(10) + '    ')}\n    maintenance: true\n    push: false\n"
+    text += "    maintenance: false\n"
+    assert problems(text) == ["<inventory>: line 8: key 'maintenance' given twice (lines 6 and 8); keep one"]
+
+
+def test_inventory_not_utf8(tmp_path: Path) -> None:
+    """An inventory saved as cp1258 or binary: one clear problem from the shared loader."""
+    path = tmp_path / "sites.yaml"
+    path.write_bytes(cp1258(f"sites:\n  - {{{SITE}}}\n"))
+    with pytest.raises(InventoryError) as info:
+        inventory.load(path)
+    assert info.value.problems == [
+        f"{path}: not UTF-8 text: byte 0xfd at line 2, column 37; save the file as UTF-8 "
+        "(legacy encodings such as Windows cp1258 are not read)"
+    ]
+    path.write_bytes(b"\x00\x01binary")
+    with pytest.raises(InventoryError, match="binary content"):
+        inventory.load(path)
