@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import socketserver
@@ -245,6 +246,61 @@ def test_accepting_but_silent_socket_times_out(context: ProbeContext) -> None:
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
         r = one(http.run(settings((url,), request_timeout_s=0.3), context))
     assert (r.ok, r.reason, r.data.status) == (False, "timeout", None)
+
+
+@contextlib.contextmanager
+def dripping(head: bytes, body: bytes, every_s: float = 1.0) -> Iterator[str]:
+    """A raw server on port 0 that sends `head` at once, then `body` one byte every `every_s`."""
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve_one() -> None:
+        conn, _ = listener.accept()
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(head)
+            for byte in body:
+                if stop.wait(every_s):
+                    return
+                conn.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve_one, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "said"),
+    [
+        # the status line and headers one byte a second: used to take 12.8 s with a 2 s limit
+        (
+            b"",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Padding: " + b"x" * 60,
+            "headers were still arriving",
+        ),
+        # the headers at once, then the body one byte a second: used to take 9.6 s
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"y" * 100, "the body was still arriving"),
+    ],
+    ids=["headers", "body"],
+)
+def test_one_deadline_for_the_whole_request(
+    head: bytes, body: bytes, said: str, context: ProbeContext
+) -> None:
+    """A server that drips its answer is cut off at request_timeout_s, with words for what was late."""
+    with dripping(head, body) as url:
+        r = one(http.run(settings((url,), request_timeout_s=2), context))
+    assert (r.ok, r.reason) == (False, "timeout"), r.detail
+    assert 2 <= r.duration_s < 3, r.duration_s
+    assert said in r.detail and "2 s limit" in r.detail
+    if head:
+        assert r.data.status == 200 and re.search(r"\(4[0-2] bytes of the answer came", r.detail), r.detail
+    else:
+        assert r.data.status is None and re.search(r"\((1|2|3) bytes came\)", r.detail), r.detail
 
 
 def test_closed_port_is_refused(context: ProbeContext) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.result import Result
 from agent.schema import non_negative, positive
@@ -45,6 +46,42 @@ class ProbeContext:
 
 
 Run = Callable[[Any, ProbeContext], list[Result]]
+T = TypeVar("T")
+
+
+def call_within(deadline: float, fn: Callable[[], T], late: Callable[[T], None] | None = None) -> T:
+    """fn() in its own thread, waited for until `deadline` (time.monotonic()); its exception is raised.
+
+    For what no socket timeout bounds as a whole (a name lookup, TCP connect to several addresses,
+    a TLS handshake dripped a byte at a time). Raises TimeoutError at the deadline; fn then runs on
+    to its own end and `late(value)` gets what it returned (to close a connection made too late).
+    """
+    lock = threading.Lock()
+    outcome: list[Any] = []  # [value] or [None, exception]
+    finished = threading.Event()
+    gave_up = False
+
+    def work() -> None:
+        try:
+            got: list[Any] = [fn()]
+        except BaseException as exc:  # handed to the waiting thread
+            got = [None, exc]
+        with lock:
+            outcome.extend(got)
+            finished.set()
+            cleanup = gave_up and late is not None and len(got) == 1
+        if cleanup:
+            late(got[0])  # type: ignore[misc]
+
+    threading.Thread(target=work, name="within", daemon=True).start()
+    finished.wait(max(0.0, deadline - time.monotonic()))
+    with lock:
+        if not finished.is_set():
+            gave_up = True
+            raise TimeoutError("out of time")
+    if len(outcome) == 2:
+        raise outcome[1]
+    return outcome[0]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ Checks run one after another so they do not compete for the line and skew each o
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import ssl
 import time
@@ -16,7 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from agent import __version__
-from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
+from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec, call_within
 from agent.result import Reason, Result, failure, reason_for
 from agent.schema import check, each, is_url, positive
 
@@ -124,6 +125,8 @@ def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Re
         conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout_s, context=tls)
     else:
         conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
+    reader = _Deadline(deadline)
+    conn.response_class = reader.response_class()
     status: int | None = None
     first_byte_s: float | None = None
     body_bytes, capped, location = 0, False, ""
@@ -132,15 +135,17 @@ def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Re
         return HttpCheck(url, kind, status, first_byte_s, total_s, body_bytes, captive, location, capped)
 
     try:
-        conn.connect()  # name lookup, TCP and TLS, all inside the timed span
+        # Name lookup, TCP and TLS, all inside the timed span and the one deadline: no socket
+        # timeout bounds a lookup, several addresses tried in turn, or a handshake that drips.
+        call_within(deadline, conn.connect, late=lambda _: conn.close())
+        if conn.sock is not None:
+            conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
         conn.request("GET", path, headers={"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"})
-        _limit(conn, deadline)
-        response = conn.getresponse()
+        response = conn.getresponse()  # every read of the headers and the body ends by the deadline
         first_byte_s = time.monotonic() - t0
         status, reason_phrase = response.status, response.reason
         location = response.getheader("Location") or ""
         while body_bytes < MAX_BODY_BYTES:
-            _limit(conn, deadline)
             chunk = response.read(min(READ_CHUNK, MAX_BODY_BYTES - body_bytes))
             if not chunk:
                 # read(amt) returns b"" at an early close instead of raising; the length left says so.
@@ -152,7 +157,11 @@ def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Re
             capped = bool(response.read(1))  # peek: was there more than the cap?
         total_s = time.monotonic() - t0
     except Exception as exc:  # every network or protocol trouble becomes a failed Result
-        reason, detail = _explain(exc, url, host, timeout_s, status)
+        reason: Reason
+        if isinstance(exc, TimeoutError | socket.timeout):
+            reason, detail = "timeout", _late(url, host, timeout_s, status, first_byte_s, reader)
+        else:
+            reason, detail = _explain(exc, url, host)
         return failure(
             "http",
             url,
@@ -198,16 +207,75 @@ def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Re
     )
 
 
-def _limit(conn: http.client.HTTPConnection, deadline: float) -> None:
-    """Shrink the socket timeout to what is left of the check's time, so slow drips stay bounded."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError("the check ran out of time")
-    if conn.sock is not None:
-        conn.sock.settimeout(remaining)
+class _Deadline:
+    """Every read of the answer (status line, headers, body) gets only what is left of the deadline.
+
+    A socket timeout alone bounds each read, so a server that sends one byte a second would hold
+    the check for as long as it likes; `raw_bytes` counts what came, for the words of a timeout.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.raw_bytes = 0
+
+    def response_class(self) -> type[http.client.HTTPResponse]:
+        outer = self
+
+        class Response(http.client.HTTPResponse):
+            def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+                super().__init__(sock, *args, **kwargs)
+                self.fp = io.BufferedReader(_DeadlineReader(self.fp, sock, outer))
+
+        return Response
 
 
-def _explain(exc: Exception, url: str, host: str, timeout_s: float, status: int | None) -> tuple[Reason, str]:
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, inner: Any, sock: socket.socket, deadline: _Deadline) -> None:
+        self._inner, self._sock, self._deadline = inner, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("out of time")
+        self._sock.settimeout(remaining)
+        got = int(self._inner.readinto1(buffer))
+        self._deadline.raw_bytes += got
+        return got
+
+    def close(self) -> None:
+        self._inner.close()  # the socket's own reader: its reference keeps the socket open till now
+        super().close()
+
+
+def _late(
+    url: str,
+    host: str,
+    timeout_s: float,
+    status: int | None,
+    first_byte_s: float | None,
+    reader: _Deadline,
+) -> str:
+    """What had happened when the check's one deadline ran out, in plain words."""
+    limit = f"the {timeout_s:g} s limit"
+    if status is not None and first_byte_s is not None:
+        return (
+            f"http: status {status} came from {url} after {first_byte_s * 1000:.0f} ms, but the body was "
+            f"still arriving when {limit} ran out ({reader.raw_bytes} bytes of the answer came in all)"
+        )
+    if reader.raw_bytes:
+        return (
+            f"http: {host} answered {url} too slowly: the status line and headers were still arriving "
+            f"when {limit} ran out ({reader.raw_bytes} bytes came)"
+        )
+    return (
+        f"http: no answer from {url} within {timeout_s:g} s (name lookup, connect, TLS and request included)"
+    )
+
+
+def _explain(exc: Exception, url: str, host: str) -> tuple[Reason, str]:
     """A failure reason and plain words for an exception raised while checking `url`."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
@@ -224,13 +292,6 @@ def _explain(exc: Exception, url: str, host: str, timeout_s: float, status: int 
         return "protocol", f"http: not an HTTP answer from {url} (first line {str(exc)[:60]})"
     if isinstance(exc, http.client.HTTPException):
         return "protocol", f"http: a malformed HTTP answer from {url} ({type(exc).__name__}: {str(exc)[:60]})"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        if status is not None:
-            return (
-                "timeout",
-                f"http: the body from {url} did not arrive within {timeout_s:g} s (status {status} did)",
-            )
-        return "timeout", f"http: no answer from {url} within {timeout_s:g} s"
     if isinstance(exc, socket.gaierror):
         return "dns", f"http: the name {host} does not resolve ({exc.strerror}) for {url}"
     if isinstance(exc, UnicodeError):  # the idna codec rejects the host name before any lookup

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
+from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec, call_within
 from agent.result import Result, failure, reason_for
 from agent.schema import check, each, is_host
 
@@ -161,8 +161,16 @@ def _ping_target(settings: Settings, context: ProbeContext, target: str, role: R
     def done(result: Result) -> Result:
         return dataclasses.replace(result, started_at=started_at, duration_s=time.perf_counter() - t0)
 
+    # The lookup gets what the exchange leaves of the run's time: no socket timeout bounds it.
+    exchange_s = (settings.count - 1) * settings.packet_interval_s + settings.packet_timeout_s
+    lookup_s = settings.timeout_s - exchange_s
     try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP)
+        infos = call_within(
+            time.monotonic() + lookup_s,
+            lambda: socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM, proto=socket.IPPROTO_UDP),
+        )
+    except TimeoutError:
+        return done(failure("ping", target, "dns", f"{host} did not resolve within {lookup_s:g} s"))
     except socket.gaierror as exc:
         return done(failure("ping", target, "dns", f"{host} did not resolve: {exc.strerror}"))
     except (OSError, UnicodeError) as exc:
