@@ -38,7 +38,7 @@ class Agent:
         self.scheduler = ProbeScheduler(PROBES, self.metrics, self.state_dir)
         self.server = MetricsServer(config.exposition, self.registry, self.health, listen)
         self.pusher: Any = None
-        self._started = time.time()
+        self._started = time.monotonic()  # uptime must not jump with the wall clock
 
     def start(self) -> None:
         """Start everything; raises OSError (with nothing left running) when it cannot."""
@@ -121,6 +121,6 @@ class Agent:
         healthy = bool(next_runs) or not self.config.probes.enabled()
         return healthy, {
             "site": self.config.site.id,
-            "uptime_s": round(now - self._started, 1),
+            "uptime_s": round(time.monotonic() - self._started, 1),
             "probes": probes,
         }

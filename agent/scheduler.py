@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +26,33 @@ from agent.result import Result, failure
 from agent.site import Site
 
 log = logging.getLogger(__name__)
+
+STEP_S = 1.0  # the wall clock moving this much more or less than the monotonic one is a step
+
+
+class _SteadyScheduler(BackgroundScheduler):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A BackgroundScheduler whose jobs keep their places when the wall clock is stepped.
+
+    APScheduler 3 sleeps on the monotonic clock but compares job times with datetime.now(): a Pi
+    without a real-time clock whose time NTP sets back an hour would run nothing for that hour, and
+    one set forward would run every job at once. At each wakeup (before any job is looked at) the
+    wall clock's step since the last wakeup is measured against time.monotonic(), and every job's
+    next run moves by the same step, so its delay on the monotonic clock is what it was.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._offset = time.time() - time.monotonic()
+
+    def _process_jobs(self) -> Any:
+        offset = time.time() - time.monotonic()
+        step, self._offset = offset - self._offset, offset
+        if abs(step) > STEP_S:
+            log.warning("wall clock stepped %+.0f s: every probe's next run moved with it", step)
+            for job in self.get_jobs():
+                if job.next_run_time is not None:
+                    self.modify_job(job.id, next_run_time=job.next_run_time + timedelta(seconds=step))
+        return super()._process_jobs()
 
 
 class ResultSink(Protocol):
@@ -57,7 +84,7 @@ class ProbeScheduler:
         self._progress = progress
         self._sink = sink
         self._state_dir = state_dir
-        self._scheduler = BackgroundScheduler(
+        self._scheduler = _SteadyScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=len(specs) + 2)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
             timezone="UTC",
@@ -104,7 +131,7 @@ class ProbeScheduler:
     def run_once(self, spec: ProbeSpec, settings: ProbeSettings) -> list[Result]:
         """Run one probe now with its hard timeout, record and return its results."""
         assert self._site is not None, "apply() first"
-        started = time.time()
+        started = time.monotonic()  # durations on the monotonic clock: a wall-clock step is no run time
         previous = self._running.get(spec.name)
         if previous is not None and not previous.done.is_set():
             results = [
@@ -156,9 +183,9 @@ class ProbeScheduler:
             running.done.set()
 
     def _record(self, probe: str, results: list[Result], started: float) -> list[Result]:
-        finished = time.time()
+        """`started` is time.monotonic() at the start of the run."""
         for r in results:
             if not r.ok:
                 log.info("%s: %s", probe, r.detail or r.reason)
-        self._sink.record_run(probe, results, finished, finished - started)
+        self._sink.record_run(probe, results, time.time(), time.monotonic() - started)
         return results

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from agent.bandwidth.budget import FILE_NAME, Budget
 from agent.probes import bandwidth
@@ -21,6 +22,7 @@ from collector.speedtest_server import ServerSettings, SpeedtestServer, serve
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = Site(id="t-1", commune="Xã Thử", province="Nam Định")
+GB = 1_000_000_000
 
 
 @pytest.fixture
@@ -107,6 +109,28 @@ def test_new_month_resets_the_count(tmp_path: Path) -> None:
     """Bytes counted in an earlier month do not count against this one."""
     (tmp_path / FILE_NAME).write_text('{"month": "2001-01", "used_bytes": 999, "used_known": true}')
     assert Budget(tmp_path, 1000).status().used_bytes == 0
+
+
+def test_a_budget_month_never_moves_backwards(tmp_path: Path) -> None:
+    """A clock stepped back (or reading 1970) keeps the stored month's count; a later month resets it."""
+    november, december = 1795_000_000.0, 1797_000_000.0  # 2026-11-18 and 2026-12-11 (UTC)
+    Budget(tmp_path, 100 * GB, clock=lambda: november).spend(25 * GB)
+    for wrong in (0.0, november - 40 * 86400):  # 1970, and one month back
+        status = Budget(tmp_path, 100 * GB, clock=lambda wrong=wrong: wrong).spend(1)
+        assert (status.month, status.used_bytes) == ("2026-11", 25 * GB + (1 if wrong == 0.0 else 2))
+    status = Budget(tmp_path, 100 * GB, clock=lambda: december).status()
+    assert (status.month, status.used_bytes) == ("2026-12", 0)
+
+
+def test_one_test_in_1970_does_not_reset_the_month(server: SpeedtestServer, tmp_path: Path) -> None:
+    """The issue's case: 25 GB used this month, then a real test while the wall clock reads 1970."""
+    (tmp_path / FILE_NAME).write_text(json.dumps({"month": "2026-11", "used_bytes": 25 * GB}))
+    with time_machine.travel(0.0, tick=True):
+        result = run_once(settings(server.url), tmp_path)
+    assert result.data.outcome == "measured", result.detail
+    paid = result.data.test.download_bytes + result.data.test.upload_bytes
+    assert (result.data.budget.month, result.data.budget.used_bytes) == ("2026-11", 25 * GB + paid)
+    assert json.loads((tmp_path / FILE_NAME).read_text())["used_bytes"] == 25 * GB + paid
 
 
 def test_server_down_is_a_failure_not_an_exception(tmp_path: Path) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+
+import pytest
+import time_machine
 
 from agent.metrics import AgentMetrics
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
@@ -181,3 +185,41 @@ def test_stop_releases_a_waiting_run_at_once(tmp_path: Path) -> None:
     assert returned and time.monotonic() - t0 < 2
     assert hung.cancelled_seen.wait(5)
     assert metrics.failures_count("hung", "timeout") == 0  # a shutdown is not a failed measurement
+
+
+def _runs_after_step(tmp_path: Path, step_s: float, probes: int, jitter_s: float) -> list[Recorder]:
+    """Run `probes` probes every second, step the wall clock by `step_s` (not the monotonic one, as
+    NTP does on a Pi without a real-time clock), and record 3 s of runs after the step."""
+    recorders = [Recorder(f"p{i}") for i in range(probes)]
+    specs = make(recorders)
+    scheduler = ProbeScheduler(specs, AgentMetrics(SITE), tmp_path)
+    scheduler.apply(SITE, {name: Quick(interval_s=1.0, jitter_s=jitter_s) for name in specs})
+    scheduler.start()
+    try:
+        time.sleep(2.2)
+        for r in recorders:
+            r.runs.clear()
+        with time_machine.travel(time.time() + step_s, tick=True):
+            time.sleep(3.0)
+            healthz_next = scheduler.next_run_times()
+            now = datetime.now().astimezone()
+        assert all(0 <= (t - now).total_seconds() <= 2.5 for t in healthz_next.values()), healthz_next
+    finally:
+        scheduler.stop()
+    return recorders
+
+
+@pytest.mark.slow
+def test_wall_clock_stepped_back_an_hour_does_not_stop_probes(tmp_path: Path) -> None:
+    """An hour back: every probe keeps its one-second cadence instead of waiting for the hour."""
+    recorders = _runs_after_step(tmp_path, -3600, probes=2, jitter_s=0.0)
+    assert all(2 <= len(r.runs) <= 4 for r in recorders), [len(r.runs) for r in recorders]
+
+
+@pytest.mark.slow
+def test_wall_clock_stepped_forward_does_not_bunch_runs(tmp_path: Path) -> None:
+    """An hour forward: runs stay spread by their jitter, one per interval, not all at one moment."""
+    recorders = _runs_after_step(tmp_path, 3600, probes=6, jitter_s=0.8)
+    assert all(1 <= len(r.runs) <= 4 for r in recorders), [len(r.runs) for r in recorders]
+    firsts = sorted(r.runs[0][0] for r in recorders)
+    assert firsts[-1] - firsts[0] > 0.25, firsts

@@ -6,7 +6,9 @@ be read as a budget is moved aside and the count restarts at 0 for the month, ma
 false` (the true use may be higher): tests keep running rather than stopping for the rest of the
 month over a broken file, and the problem is logged and carried in the status. A state dir that
 cannot be written (full disk, read-only) never stops the agent: the count lives on in memory for as
-long as the process runs, and the status says the file could not be saved.
+long as the process runs, and the status says the file could not be saved. The month only moves
+forward: a clock that reads an earlier month (1970 before NTP, or stepped back) keeps counting against
+the stored one, so a test run then cannot wipe the month's use.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class BudgetStatus:
     budget_bytes: int  # the monthly budget; 0: unlimited
     used_bytes: int  # bytes tests moved this month (since a restart of the count, see used_known)
     remaining_bytes: int | None  # None when unlimited; never below 0
-    month: str  # "YYYY-MM" in the device's local time: the line's billing month
+    month: str  # "YYYY-MM" in the device's local time: the line's billing month; never moves back
     used_known: bool  # False when the count restarted mid-month (corrupt file): true use may be higher
     problem: str = ""  # "" or what went wrong reading or saving the file
 
@@ -96,8 +98,19 @@ class Budget:
             state = dict(fresh, used_known=False)
             self.problem = problem  # kept for the rest of this run's statuses
             self._save(state)  # so the "unknown" mark outlives this run
-        if state["month"] != month:
+        if state["month"] < month:
             state = fresh  # a new month: the budget starts again
+        elif state["month"] > month:
+            # The clock reads an earlier month than the count (a Pi without a real-time clock reads
+            # 1970 until NTP answers, or NTP stepped it back): a budget month never moves backwards,
+            # so bytes keep counting against the stored month.
+            log.warning(
+                "the clock reads %s, before the data budget's month %s: counting against %s",
+                month,
+                state["month"],
+                state["month"],
+            )
+            month = state["month"]
         unsaved = _unsaved.get(str(self.path))
         if unsaved is not None and unsaved["month"] == month and unsaved["used_bytes"] > state["used_bytes"]:
             state = dict(unsaved)
