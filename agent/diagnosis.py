@@ -7,7 +7,9 @@ act on.
 What each Result says (its "evidence": up, down, or nothing):
 
 - ping, role from PingStats (or target "gateway" when no data): up when any reply came back (or a
-  TCP connect was refused: the host answered); down on 100% loss, timeout, unreachable.
+  TCP connect was refused: the host answered); down on 100% loss, timeout, unreachable. A gateway
+  Result without packets (no default route read, or one without a gateway address as on ppp) is
+  "not measured": no evidence either way.
 - dns: up when the lookup returned addresses; down on timeout, unreachable, refused, NXDOMAIN or
   SERVFAIL ("dns"), garbage ("protocol").
 - http reachability: up on any HTTP answer (even an error status: the server was reached); down
@@ -22,7 +24,7 @@ portal check; "up"/"down" = any / every such Result with evidence):
 | # | gateway / wifi             | portal check   | internet       | dns            | cause          |
 |---|----------------------------|----------------|----------------|----------------|----------------|
 | 1 | no evidence from any probe |                |                |                | unknown        |
-| 2 | gateway down or wifi down  | -              | not up         | -              | lan_fault      |
+| 2 | gateway down, or wifi down and gateway not up | - | not up       | -              | lan_fault      |
 | 3 | -                          | portal found   | -              | -              | captive_portal |
 | 4 | gateway up or not measured | -              | down           | -              | uplink_fault   |
 | 5 | -                          | -              | up             | every lookup down | dns_fault   |
@@ -76,6 +78,10 @@ def _ping(result: Result) -> tuple[str, bool | None]:
     received = getattr(result.data, "received", None)
     if received is not None:
         return role, received > 0
+    if role == "gateway":
+        # No packets went to a router (no default route was read, or one without a gateway address,
+        # as on ppp): the router was not measured, which says nothing about the LAN.
+        return role, None
     if result.ok or result.reason == "refused":  # a refused TCP connect means the host answered
         return role, True
     return role, False if result.reason in _NETWORK_DOWN else None
@@ -137,9 +143,11 @@ def diagnose(latest: Iterable[Result]) -> Diagnosis:
 
     internet_up = any(up for _, up in ev.internet)
     internet_down = bool(ev.internet) and not internet_up
-    gateway_down = bool(ev.gateway) and not any(up for _, up in ev.gateway)
+    gateway_up = any(up for _, up in ev.gateway)
+    gateway_down = bool(ev.gateway) and not gateway_up
 
-    if (gateway_down or ev.wifi_down) and not internet_up:
+    # A router that answers rules out a LAN fault, whatever a radio says (it may be an idle one).
+    if (gateway_down or (ev.wifi_down and not gateway_up)) and not internet_up:
         if ev.wifi_down:
             where = ", ".join(ev.wifi_down)
             return Diagnosis(

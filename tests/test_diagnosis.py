@@ -106,6 +106,30 @@ TABLE = [
     ("2 gateway silent, nothing else", [gw(False)], "lan_fault", "192.168.1.1"),
     ("2 wifi not associated", [wifi_not_associated(), inet("1.1.1.1", False)], "lan_fault", "wlan0"),
     ("2 gateway ignores ping but internet answers", [gw(False), *HEALTHY[1:]], "healthy", "works"),
+    (
+        "2 an idle radio while the router answers is no LAN fault (ISP outage)",
+        [wifi_not_associated(), gw(True), inet("1.1.1.1", False), http("https://dichvucong.gov.vn/", False)],
+        "uplink_fault",
+        "router answers",
+    ),
+    (
+        "4 no default route read: the router was not measured, no LAN fault",
+        [
+            Result("ping", "gateway", ok=False, reason="unreachable", detail="no default route"),
+            inet("1.1.1.1", False),
+        ],
+        "uplink_fault",
+        "router was not measured",
+    ),
+    (
+        "4 default route without a gateway (ppp): not measured",
+        [
+            Result("ping", "gateway", ok=False, reason="unsupported", detail="gateway not measured"),
+            inet("1.1.1.1", False),
+        ],
+        "uplink_fault",
+        "router was not measured",
+    ),
     ("3 portal found", [gw(True), inet("1.1.1.1", True), portal(True)], "captive_portal", "10.0.0.1/login"),
     (
         "3 portal redirects the reachability check too",

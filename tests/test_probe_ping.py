@@ -131,15 +131,49 @@ def test_gateway_is_the_lowest_metric_default_route_with_a_gateway() -> None:
     assert ping.default_gateway(FIXTURES / "route-three-defaults.txt") == "198.51.100.1"
 
 
-def test_no_default_route_means_no_gateway() -> None:
-    """A table whose only gateway route is not a default route yields no gateway."""
-    assert ping.default_gateway(FIXTURES / "route-no-default.txt") is None
+def test_no_default_route_means_no_gateway(tmp_path: Path) -> None:
+    """Tables whose only gateway route is not a default route yield no gateway."""
+    (tmp_path / "ipv6_route").write_text("")
+    assert ping.default_gateway(FIXTURES / "route-no-default.txt", tmp_path / "ipv6_route") is None
 
 
-def test_unreadable_route_table_raises_oserror(tmp_path: Path) -> None:
-    """A missing table is an OSError for run() to turn into a Result, not a silent 'no gateway'."""
+def test_unreadable_route_tables_raise_oserror(tmp_path: Path) -> None:
+    """Both tables missing is an OSError for run() to turn into a Result, not a silent 'no gateway'."""
     with pytest.raises(OSError):
-        ping.default_gateway(tmp_path / "absent")
+        ping.default_gateway(tmp_path / "absent", tmp_path / "absent6")
+    # one missing (a kernel without IPv6, or without IPv4): the other still counts
+    assert ping.default_gateway(FIXTURES / "route-three-defaults.txt", tmp_path / "absent6") == "198.51.100.1"
+
+
+def test_ipv6_default_route_when_ipv4_has_none() -> None:
+    """IPv6-only (or IPv4 over ppp without a gateway): the IPv6 default gateway, a link-local one
+    with its zone so that it can be pinged. Captured from the kernel (see fixtures/ping/README.md)."""
+    v6 = FIXTURES / "ipv6_route-ra-default.txt"
+    assert ping.default_gateway(FIXTURES / "route-no-default.txt", v6) == "fe80::c6e9:84ff:fe1a:2b01%wlan0"
+    routes = ping.default_routes(FIXTURES / "route-default-no-gateway.txt", v6)
+    assert routes == [
+        ping.DefaultRoute(4, "eth0", None, 100),
+        ping.DefaultRoute(6, "wlan0", "fe80::c6e9:84ff:fe1a:2b01%wlan0", 600),
+    ]
+    static = FIXTURES / "ipv6_route-static.txt"  # global next hop: no zone; lo's unreachable one left out
+    assert ping.default_routes(FIXTURES / "route-no-default.txt", static) == [
+        ping.DefaultRoute(6, "eth0", "fd00::1", 1024)
+    ]
+    # dual stack: IPv4's gateway comes first
+    assert ping.default_gateway(FIXTURES / "route-three-defaults.txt", v6) == "198.51.100.1"
+
+
+def test_odd_interface_name_does_not_spoil_the_table(tmp_path: Path) -> None:
+    """Interface names are bytes the kernel does not check; one that is not ASCII costs nothing else."""
+    v4 = (FIXTURES / "route-three-defaults.txt").read_bytes().replace(b"\nwan0", b"\nw\xe4n\xff")
+    (tmp_path / "route").write_bytes(v4)
+    routes = ping.default_routes(tmp_path / "route", FIXTURES / "ipv6_route-ra-default.txt")
+    assert [(r.interface, r.gateway) for r in routes] == [
+        ("ppp0", None),
+        ("w\ufffdn\ufffd", "198.51.100.1"),
+        ("wlan0", "10.42.0.254"),
+        ("wlan0", "fe80::c6e9:84ff:fe1a:2b01%wlan0"),
+    ]
 
 
 # --- statistics and settings ------------------------------------------------------------------
@@ -352,13 +386,35 @@ def test_gateway_found_from_the_default_route_and_pinged(lab: Lab) -> None:
 
 
 @pytest.mark.netns
+def test_ipv6_only_site_pings_its_link_local_gateway(lab: Lab) -> None:
+    """No IPv4 default route, an IPv6 one via the router's link-local address: the gateway is measured."""
+    lab.sysctl_ping_group_range(ICMP_ALLOWED)
+    sh("ip", "-n", lab.site, "-6", "addr", "add", "fe80::1/64", "dev", "v0", "nodad")
+    sh("ip", "-n", lab.peer, "-6", "addr", "add", "fe80::2/64", "dev", "v1", "nodad")
+    sh("ip", "-n", lab.site, "-6", "route", "add", "default", "via", "fe80::2", "dev", "v0")
+    result = only(lab.probe(**{**FAST, "gateway": True, "targets": []}))
+    assert (result["target"], result["ok"]) == ("gateway", True), result["detail"]
+    data = result["data"]
+    assert (data["role"], data["address"], data["received"]) == ("gateway", "fe80::2", 4)
+
+
+@pytest.mark.netns
+def test_default_route_without_gateway_is_not_measured(lab: Lab) -> None:
+    """A point-to-point default route (ppp): no router to ping, which is 'unsupported', not a fault."""
+    sh("ip", "-n", lab.site, "route", "add", "default", "dev", "v0")
+    gateway = only(lab.probe(**{**FAST, "gateway": True, "targets": []}))
+    assert (gateway["ok"], gateway["reason"]) == (False, "unsupported")
+    assert gateway["detail"] == "gateway not measured: the default route (v0) has no gateway address to ping"
+
+
+@pytest.mark.netns
 def test_no_default_route_is_an_unreachable_gateway(lab: Lab) -> None:
     """Without a default route the gateway result fails 'unreachable' and says why in plain words."""
     lab.sysctl_ping_group_range(ICMP_ALLOWED)
     results = lab.probe(**{**FAST, "gateway": True, "targets": [PEER]})
     gateway = next(r for r in results if r["target"] == "gateway")
     assert (gateway["ok"], gateway["reason"], gateway["data"]) == (False, "unreachable", None)
-    assert "no IPv4 default route" in gateway["detail"]
+    assert "no default route in /proc/net/route or /proc/net/ipv6_route" in gateway["detail"]
     assert next(r for r in results if r["target"] == PEER)["ok"]
 
 

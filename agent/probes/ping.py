@@ -27,6 +27,7 @@ from agent.result import Result, failure, reason_for
 from agent.schema import check, each, is_host
 
 ROUTE_TABLE = Path("/proc/net/route")
+ROUTE_TABLE_V6 = Path("/proc/net/ipv6_route")
 _MAX_COUNT = 1000
 _MIN_PACKET_INTERVAL_S = 0.01  # faster than this is a flood, not a measurement
 _CANCEL_POLL_S = 0.25  # how long a wait may run before the cancel flag is looked at again
@@ -83,31 +84,78 @@ class PingStats:
     jitter_s: float | None  # mean absolute difference of consecutive RTTs (RFC 3550 style)
 
 
-def default_gateway(route_table: Path = ROUTE_TABLE) -> str | None:
-    """The IPv4 default gateway with the lowest metric in a /proc/net/route table, or None.
+@dataclass(frozen=True)
+class DefaultRoute:
+    """One default route of the kernel's tables."""
 
-    A default route without a gateway (a point-to-point link) has no address to ping and is skipped.
-    Raises OSError when the table cannot be read.
+    family: Literal[4, 6]
+    interface: str  # as the kernel names it (odd bytes shown as U+FFFD)
+    gateway: str | None  # None for a route without a gateway (ppp, point-to-point, on-link)
+    metric: int
+
+
+def _read_table(path: Path) -> list[list[str]]:
+    # Interface names are bytes the kernel does not check: one odd name must not spoil the table.
+    return [line.split() for line in path.read_bytes().decode("utf-8", "replace").splitlines()]
+
+
+def default_routes(
+    route_table: Path = ROUTE_TABLE, route_table_v6: Path = ROUTE_TABLE_V6
+) -> list[DefaultRoute]:
+    """Every IPv4 and IPv6 default route (from /proc/net/route and /proc/net/ipv6_route), lowest metric
+    first within each family, IPv4 first. A link-local IPv6 gateway carries its zone (fe80::1%wlan0).
+
+    Raises OSError when neither table can be read (one missing: an IPv6-only or IPv4-only kernel).
     """
     rtf_up, rtf_gateway = 0x1, 0x2
-    best: tuple[int, str] | None = None
-    for line in route_table.read_text(encoding="ascii").splitlines()[1:]:
-        cols = line.split()
-        if len(cols) < 8:
-            continue
-        _iface, dest, gateway, flags_hex, _refcnt, _use, metric, mask = cols[:8]
-        try:
-            flags, metric_n, gw = int(flags_hex, 16), int(metric), int(gateway, 16)
-            is_default = int(dest, 16) == 0 and int(mask, 16) == 0
-        except ValueError:
-            continue
-        if not is_default or flags & (rtf_up | rtf_gateway) != rtf_up | rtf_gateway or gw == 0:
-            continue
-        # The kernel prints the network-order address as a host-order number: pack it back natively.
-        address = socket.inet_ntoa(struct.pack("=I", gw))
-        if best is None or metric_n < best[0]:
-            best = (metric_n, address)
-    return best[1] if best else None
+    routes: list[DefaultRoute] = []
+    errors: list[OSError] = []
+    try:
+        for cols in _read_table(route_table)[1:]:
+            if len(cols) < 8:
+                continue
+            iface, dest, gateway, flags_hex, _refcnt, _use, metric, mask = cols[:8]
+            try:
+                flags, metric_n, gw = int(flags_hex, 16), int(metric), int(gateway, 16)
+                is_default = int(dest, 16) == 0 and int(mask, 16) == 0
+            except ValueError:
+                continue
+            if not is_default or not flags & rtf_up:
+                continue
+            # The kernel prints the network-order address as a host-order number: pack it back natively.
+            address = socket.inet_ntoa(struct.pack("=I", gw)) if flags & rtf_gateway and gw else None
+            routes.append(DefaultRoute(4, iface, address, metric_n))
+    except OSError as exc:
+        errors.append(exc)
+    try:
+        # dest, dest prefix, source, source prefix, next hop, metric, refcnt, use, flags, interface
+        for cols in _read_table(route_table_v6):
+            if len(cols) < 10 or cols[0] != "0" * 32 or cols[1] != "00":
+                continue
+            try:
+                flags, metric_n, hop = int(cols[8], 16), int(cols[5], 16), bytes.fromhex(cols[4])
+            except ValueError:
+                continue
+            if not flags & rtf_up or len(hop) != 16:
+                continue  # the kernel's "unreachable" default on lo is not up
+            address = None
+            if flags & rtf_gateway and any(hop):
+                ip = ipaddress.IPv6Address(hop)
+                address = str(ip) + (f"%{cols[9]}" if ip.is_link_local else "")
+            routes.append(DefaultRoute(6, cols[9], address, metric_n))
+    except OSError as exc:
+        errors.append(exc)
+    if len(errors) == 2:
+        raise errors[0]
+    return sorted(routes, key=lambda r: (r.family, r.metric))
+
+
+def default_gateway(route_table: Path = ROUTE_TABLE, route_table_v6: Path = ROUTE_TABLE_V6) -> str | None:
+    """The gateway to ping: the lowest-metric IPv4 default gateway, else the IPv6 one, else None.
+
+    Raises OSError when neither routing table can be read.
+    """
+    return next((r.gateway for r in default_routes(route_table, route_table_v6) if r.gateway), None)
 
 
 def summarize(address: str, role: Role, method: Method, sent: int, rtts: list[float]) -> PingStats:
@@ -136,17 +184,23 @@ def run(settings: Settings, context: ProbeContext) -> list[Result]:
     early: list[Result] = []
     if settings.gateway:
         try:
-            gateway = default_gateway()
+            routes = default_routes()
         except OSError as exc:
             early.append(
-                failure("ping", "gateway", "unsupported", f"cannot read the routing table: {exc.strerror}")
+                failure("ping", "gateway", "unsupported", f"cannot read the routing tables: {exc.strerror}")
             )
         else:
-            if gateway is None:
-                detail = f"no IPv4 default route with a gateway in {ROUTE_TABLE}: the site has no way out"
-                early.append(failure("ping", "gateway", "unreachable", detail))
-            else:
+            gateway = next((r.gateway for r in routes if r.gateway), None)
+            if gateway is not None:
                 jobs.append(("gateway", "gateway", gateway))
+            elif routes:
+                # ppp or another point-to-point link: there is no router address to ping.
+                where = ", ".join(sorted({r.interface for r in routes}))
+                detail = f"gateway not measured: the default route ({where}) has no gateway address to ping"
+                early.append(failure("ping", "gateway", "unsupported", detail))
+            else:
+                detail = f"no default route in {ROUTE_TABLE} or {ROUTE_TABLE_V6}: the site has no way out"
+                early.append(failure("ping", "gateway", "unreachable", detail))
     jobs += [(host, "internet", host) for host in settings.targets]
     if not jobs:
         return early
