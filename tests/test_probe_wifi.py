@@ -180,6 +180,63 @@ def test_run_on_an_access_point_counts_stations(tmp_path):
     assert result.detail == "wifi: wlan0 is access point 'LEDE' on 2462 MHz with 3 stations"
 
 
+ROUTES = Path(__file__).parent / "fixtures" / "ping"
+
+
+def routes_via(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, v4_table: str | None) -> None:
+    """Point the probe at a captured IPv4 routing table (None: no default route) and no IPv6 routes."""
+    (tmp_path / "ipv6_route").write_text("")
+    v4 = ROUTES / v4_table if v4_table else ROUTES / "route-no-default.txt"
+    monkeypatch.setattr(wifi, "ROUTE_TABLES", (v4, tmp_path / "ipv6_route"))
+
+
+def test_two_radios_the_associated_one_is_read(tmp_path, monkeypatch):
+    """An unused onboard radio listed first and an associated USB radio: the USB one is read."""
+    routes_via(monkeypatch, tmp_path, None)
+    iw = replaying_iw(
+        tmp_path,
+        {
+            "dev": "dev_two_radios.txt",
+            "dev wlan0 link": "link_not_connected.txt",
+            "dev wlp64s0 link": "link_android_vht.txt",
+        },
+    )
+    (result,) = wifi.run(wifi.Settings(iw_path=iw), context(tmp_path))
+    assert (result.ok, result.target, result.data.ssid) == (True, "wlp64s0", "AndroidWifi"), result.detail
+
+
+def test_two_radios_the_one_carrying_the_default_route_comes_first(tmp_path, monkeypatch):
+    """When the default route goes through wlan0, wlan0 is the radio that matters, associated or not:
+    here it lost its association, which is the site's wifi being down."""
+    routes_via(monkeypatch, tmp_path, "route-three-defaults.txt")  # defaults via ppp0, wan0 and wlan0
+    iw = replaying_iw(
+        tmp_path,
+        {
+            "dev": "dev_two_radios.txt",
+            "dev wlan0 link": "link_not_connected.txt",
+            "dev wlp64s0 link": "link_android_vht.txt",
+        },
+    )
+    (result,) = wifi.run(wifi.Settings(iw_path=iw), context(tmp_path))
+    assert (result.ok, result.reason, result.target) == (False, "unreachable", "wlan0")
+
+
+def test_wired_agent_with_an_idle_onboard_radio_is_not_wifi_down(tmp_path, monkeypatch):
+    """The default config on a wired Pi: the idle radio is "not in use", no wifi data, no finding."""
+    routes_via(monkeypatch, tmp_path, "route-default-no-gateway.txt")  # the default route is on eth0
+    iw = replaying_iw(tmp_path, {"dev": "dev_onboard_idle.txt", "dev wlan0 link": "link_not_connected.txt"})
+    (result,) = wifi.run(wifi.Settings(iw_path=iw), context(tmp_path))
+    assert (result.ok, result.reason, result.data) == (False, "unsupported", None)
+    assert result.detail == (
+        "wifi: not in use: wlan0 is not associated and the way out is eth0; "
+        "set probes.wifi.interface to watch a radio"
+    )
+    # without any default route the radio may be the lost way out: still a finding
+    routes_via(monkeypatch, tmp_path, None)
+    (result,) = wifi.run(wifi.Settings(iw_path=iw), context(tmp_path))
+    assert (result.ok, result.reason, result.target) == (False, "unreachable", "wlan0")
+
+
 def test_run_refuses_a_mesh_interface(tmp_path):
     """An interface in a mode the probe cannot read is "unsupported", naming the mode."""
     iw = replaying_iw(tmp_path, {"dev wlan-2400mhz info": "info_mesh_chromeos.txt"})

@@ -2,8 +2,9 @@
 
 When the agent runs on the access point, the number of associated stations too.
 
-How a run goes: `iw dev` finds the first client (managed) or access-point interface unless one is
-configured (then `iw dev IF info` says what it is); a client is read with `iw dev IF link`, an
+How a run goes: `iw dev` lists the client (managed) and access-point interfaces, and the probe reads
+the one carrying the default route, else one in use (associated or an access point), else the first,
+unless one is configured (then `iw dev IF info` says what it is); a client is read with `iw dev IF link`, an
 access point with `iw dev IF station dump`. The parsers below are pure (text in, values out) so
 they are tested on output captured from real devices (tests/fixtures/iw/).
 """
@@ -15,12 +16,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from agent.probes import ping
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Reason, Result, failure
 
 PROBE = "wifi"
 # The interface types the probe can read; iw names others "monitor", "mesh point", "P2P-device", ...
 READABLE_MODES = ("managed", "AP")
+ROUTE_TABLES = (ping.ROUTE_TABLE, ping.ROUTE_TABLE_V6)  # where the default routes are read
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Settings(ProbeSettings):
     enabled: bool = True
     interval_s: float = 60.0
     timeout_s: float = 15.0
-    interface: str = ""  # "" picks the first wireless interface `iw dev` lists
+    interface: str = ""  # "": the radio carrying the default route, else one in use, else the first
     iw_path: str = "iw"
 
 
@@ -196,7 +199,7 @@ def _iw(settings: Settings, args: list[str], deadline: float) -> str:
     return done.stdout
 
 
-def _choose_interface(settings: Settings, deadline: float) -> IwInterface:
+def _choose_interface(settings: Settings, deadline: float, routed: set[str]) -> IwInterface:
     if settings.interface:
         blocks = parse_interfaces(_iw(settings, ["dev", settings.interface, "info"], deadline))
         if not blocks:
@@ -210,18 +213,34 @@ def _choose_interface(settings: Settings, deadline: float) -> IwInterface:
             )
         return chosen
     listed = parse_interfaces(_iw(settings, ["dev"], deadline))
-    for candidate in listed:
-        if candidate.mode in READABLE_MODES:
-            return candidate
+    readable = [i for i in listed if i.mode in READABLE_MODES]
+    if readable:
+        # Two radios (a Pi's unused onboard one and an associated USB one): the radio carrying the
+        # default route, else one in use (associated, or an access point), else the first listed.
+        return min(readable, key=lambda i: (i.name not in routed, not (i.ssid or i.mode == "AP")))
     if listed:
         modes = ", ".join(f"{i.name} ({i.mode})" for i in listed)
         raise IwError("unsupported", f"wifi: no client or access-point interface; iw lists {modes}")
     raise IwError("unsupported", "wifi: this device has no wireless interface")
 
 
-def measure(settings: Settings, deadline: float) -> WifiLink:
-    """Read the link of the configured (or first) wireless interface; IwError when it cannot."""
-    chosen = _choose_interface(settings, deadline)
+def routed_interfaces() -> set[str]:
+    """The interfaces that carry a default route (IPv4 or IPv6); empty when none can be read."""
+    try:
+        return {r.interface for r in ping.default_routes(*ROUTE_TABLES)}
+    except OSError:
+        return set()
+
+
+def measure(settings: Settings, deadline: float, routed: set[str] | None = None) -> WifiLink:
+    """Read the link of the configured (or best auto-chosen) wireless interface; IwError when it cannot.
+
+    Chosen automatically, a client radio that is not associated while the default route goes through
+    another interface (a wired agent's idle onboard radio) is not in use: IwError "unsupported",
+    which is no finding about the site's wifi.
+    """
+    routed = routed_interfaces() if routed is None else routed
+    chosen = _choose_interface(settings, deadline, routed)
     if chosen.mode == "AP":
         dump = _iw(settings, ["dev", chosen.name, "station", "dump"], deadline)
         return WifiLink(
@@ -241,6 +260,12 @@ def measure(settings: Settings, deadline: float) -> WifiLink:
         link = parse_link(text)
     except ValueError as exc:
         raise IwError("protocol", f"wifi: {exc}") from None
+    if not link.connected and not settings.interface and routed and chosen.name not in routed:
+        raise IwError(
+            "unsupported",
+            f"wifi: not in use: {chosen.name} is not associated and the way out is "
+            f"{', '.join(sorted(routed))}; set probes.wifi.interface to watch a radio",
+        )
     return WifiLink(
         interface=chosen.name,
         mode="managed",
