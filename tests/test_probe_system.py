@@ -164,3 +164,62 @@ def test_link_state_follows_ip_link_set(veth_pair):
     assert wait_for(ns_a, if_a, up=False)["up"] is False
     sh("ip", "-n", ns_a, "link", "set", if_a, "up")
     assert wait_for(ns_a, if_a, up=True)["up"] is True
+
+
+ODD_NAMES_IN_NS = """
+import json
+from pathlib import Path
+from prometheus_client import CollectorRegistry, generate_latest
+from agent.metrics import AgentMetrics
+from agent.probes import system
+from agent.probes.base import ProbeContext
+from agent.site import Site
+site = Site(id="lab", commune="c", province="p")
+(r,) = system.run(system.Settings(cpu_sample_s=0.05), ProbeContext(site=site, state_dir=Path("/tmp")))
+metrics = AgentMetrics(site)
+metrics.set_probes({"system": system.Settings()})
+metrics.record_run("system", [r], 0.0, 0.1)
+registry = CollectorRegistry(auto_describe=False)
+registry.register(metrics)
+print(json.dumps({"result": r.to_json(), "metrics": generate_latest(registry).decode()}))
+"""
+
+
+@pytest.mark.netns
+def test_odd_interface_names_spoil_nothing() -> None:
+    """The kernel allows any bytes in a name: names that are not UTF-8 are shown with U+FFFD, and
+    every interface (and /metrics) is still there; psutil alone failed the whole probe on one."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    ns = f"hmo{os.getpid()}"
+    try:
+        try:
+            sh("ip", "netns", "add", ns)
+        except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+            pytest.skip(f"ip netns unavailable: {exc}")
+        for a, b in ((b"w\xe4n0", "v\u00ebth1"), (b"odd\xff", "plain0")):
+            ip = [b"ip", b"-n", ns.encode(), b"link"]
+            add = [*ip, b"add", a, b"type", b"veth", b"peer", b"name", b.encode()]
+            subprocess.run(add, check=True, capture_output=True, timeout=30)
+            subprocess.run([*ip, b"set", a, b"up"], check=True, timeout=30)
+        sh("ip", "-n", ns, "link", "set", "plain0", "up")
+        deadline = time.monotonic() + 5
+        while True:
+            out = subprocess.run(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", ODD_NAMES_IN_NS],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+                cwd=ROOT,
+            )
+            got = json.loads(out.stdout)
+            seen = {i["interface"]: i["up"] for i in got["result"]["data"]["interfaces"]}
+            if seen.get("odd\ufffd") or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    assert got["result"]["ok"], got["result"]["detail"]
+    assert seen == {"plain0": True, "odd\ufffd": True, "v\u00ebth1": False, "w\ufffdn0": False}
+    assert 'interface="odd\ufffd"' in got["metrics"] and 'interface="plain0"' in got["metrics"]

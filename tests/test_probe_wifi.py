@@ -78,6 +78,35 @@ def test_info_reads_ap_and_mesh_modes():
     assert (client.mode, client.ssid) == ("managed", "")
 
 
+def test_ssids_escaped_by_iw_are_decoded_in_every_parser():
+    """iw prints "Wifi Xã Giao Minh" as Wifi X\\xc3\\xa3 Giao Minh: back to text in `link` and in
+    `dev`/`info` output; escaped end spaces and backslashes come back too."""
+    assert wifi.parse_link(capture("link_ssid_escaped.txt")).ssid == "Wifi Xã Giao Minh"
+    (ap,) = wifi.parse_interfaces(capture("info_ap_ssid_escaped.txt"))
+    assert ap.ssid == " Trạm y tế Xã Giao Minh\\2 "
+
+
+def test_ssid_bytes_that_are_not_utf8_become_replacement_characters():
+    """An access point configured in a legacy encoding (cp1258 "Xã" is X, a, then 0xde)."""
+    assert wifi.unescape_ssid("Wifi Xa\\xde Giao Minh") == "Wifi Xa\ufffd Giao Minh"
+    assert wifi.unescape_ssid("\\xff\\xfe") == "\ufffd\ufffd"
+    assert wifi.unescape_ssid("plain\\x") == "plain\\x"  # not an escape: kept as printed
+
+
+def test_run_reports_the_decoded_ssid_and_survives_odd_bytes(tmp_path):
+    """A whole run with the escaped capture; raw non-UTF-8 bytes from iw do not crash the probe."""
+    iw = replaying_iw(
+        tmp_path, {"dev wlan0 info": "info_managed_wlan0.txt", "dev wlan0 link": "link_ssid_escaped.txt"}
+    )
+    (result,) = wifi.run(wifi.Settings(iw_path=iw, interface="wlan0"), context(tmp_path))
+    assert result.ok and result.data.ssid == "Wifi Xã Giao Minh"
+    assert "'Wifi Xã Giao Minh'" in result.detail
+    raw = tmp_path / "iw-captures" / "dev_wlan0_link"
+    raw.write_bytes(raw.read_bytes().replace(b"freq: 2462", b"freq: 2462 \xff\xfe"))
+    (result,) = wifi.run(wifi.Settings(iw_path=iw, interface="wlan0"), context(tmp_path))
+    assert result.ok and result.data.frequency_hz == 2462e6, result.detail
+
+
 def test_link_with_only_tx_bitrate():
     """An older iw link output (no rx bitrate) gives tx in bits/s and rx as unknown, not 0."""
     link = wifi.parse_link(capture("link_lede.txt"))

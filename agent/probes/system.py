@@ -14,6 +14,7 @@ from agent.result import Result, failure
 from agent.schema import positive
 
 PROBE = "system"
+IFF_UP = 0x1
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,56 @@ class SystemStats:
     interfaces: tuple[InterfaceStats, ...]
 
 
+@dataclass(frozen=True)
+class _Link:
+    isup: bool
+    speed: int  # Mbit/s; 0 when the driver does not say
+
+
+def _link_states(names: list[str]) -> dict[str, _Link]:
+    """Link state and speed by interface name: psutil's, else read from /sys/class/net one by one.
+
+    psutil.net_if_stats() raises for every interface at once when one name is not UTF-8 (the
+    kernel allows any bytes), so then each interface is read on its own and only an unreadable
+    one is left without a state.
+    """
+    try:
+        return {name: _Link(s.isup, s.speed) for name, s in psutil.net_if_stats().items()}
+    except (UnicodeError, OSError):
+        pass
+    out = {}
+    for name in names:
+        base = b"/sys/class/net/" + os.fsencode(name)  # the name's own bytes
+        try:
+            flags = int(_read(base + b"/flags"), 16)
+            carrier = _read(base + b"/carrier").strip() == "1" if flags & IFF_UP else False
+        except (OSError, ValueError):
+            continue
+        try:
+            speed = int(_read(base + b"/speed"))
+        except (OSError, ValueError):  # EINVAL while the link is down, or no speed at all
+            speed = 0
+        out[name] = _Link(carrier, max(speed, 0))  # up with carrier: IFF_RUNNING, as psutil's isup
+    return out
+
+
+def _read(path: bytes) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("ascii", "replace")
+
+
+def shown(name: str) -> str:
+    """A name read from the system, fit for labels and logs: bytes that are not UTF-8 become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def interfaces(ignore: tuple[str, ...]) -> tuple[InterfaceStats, ...]:
-    """Counters and link state of every interface not ignored, sorted by name."""
+    """Counters and link state of every interface not ignored, sorted by name.
+
+    Names that are not UTF-8 are shown with U+FFFD for the odd bytes; they never hide the others.
+    """
     counters = psutil.net_io_counters(pernic=True)
-    links = psutil.net_if_stats()
+    links = _link_states(list(counters))
     out = []
     for name in sorted(counters):
         if name.startswith(ignore):
@@ -79,7 +126,7 @@ def interfaces(ignore: tuple[str, ...]) -> tuple[InterfaceStats, ...]:
         speed = link.speed * 1e6 if link is not None and link.speed > 0 else None
         out.append(
             InterfaceStats(
-                interface=name,
+                interface=shown(name),
                 up=bool(link and link.isup),  # IFF_RUNNING: up and with carrier
                 speed_bps=speed,
                 rx_bytes=c.bytes_recv,

@@ -87,6 +87,24 @@ _CONNECTED = re.compile(r"^Connected to ([0-9a-fA-F:]{17})")
 _NUMBER = re.compile(r"^-?\d+(?:\.\d+)?")
 
 
+_ESCAPED_BYTE = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+def unescape_ssid(text: str) -> str:
+    """An SSID as iw prints it, back to text: iw writes every byte that is not printable ASCII (and
+    a space at either end, and the backslash) as \\xNN, so "Wifi X\\xc3\\xa3 Giao Minh" is
+    "Wifi Xã Giao Minh". The bytes are read as UTF-8; those that are not UTF-8 become U+FFFD.
+    """
+    raw = bytearray()
+    pos = 0
+    for match in _ESCAPED_BYTE.finditer(text):
+        raw += text[pos : match.start()].encode("utf-8")
+        raw.append(int(match.group(1), 16))
+        pos = match.end()
+    raw += text[pos:].encode("utf-8")
+    return raw.decode("utf-8", "replace")
+
+
 def parse_interfaces(text: str) -> list[IwInterface]:
     """The named interfaces in `iw dev` (or `iw dev IF info`) output, in the order listed."""
     found: list[IwInterface] = []
@@ -98,7 +116,7 @@ def parse_interfaces(text: str) -> list[IwInterface]:
                 IwInterface(
                     name=block["name"],
                     mode=block.get("type", ""),
-                    ssid=block.get("ssid", ""),
+                    ssid=unescape_ssid(block.get("ssid", "")),
                     addr=block.get("addr", ""),
                     frequency_hz=_channel_hz(block.get("channel", "")),
                 )
@@ -157,7 +175,7 @@ def parse_link(text: str) -> IwLink:
     return IwLink(
         connected=True,
         bssid=match.group(1).lower(),
-        ssid=fields.get("SSID", ""),
+        ssid=unescape_ssid(fields.get("SSID", "")),
         frequency_hz=freq_mhz * 1e6 if freq_mhz is not None else None,
         signal_dbm=_leading_number(fields.get("signal", "")),
         tx_bitrate_bps=parse_bitrate(fields.get("tx bitrate", "")),
@@ -176,9 +194,7 @@ def _iw(settings: Settings, args: list[str], deadline: float) -> str:
     if remaining <= 0:
         raise IwError("timeout", f"wifi: no time left for `iw {' '.join(args)}`")
     try:
-        done = subprocess.run(
-            [settings.iw_path, *args], capture_output=True, text=True, timeout=remaining, check=False
-        )
+        done = subprocess.run([settings.iw_path, *args], capture_output=True, timeout=remaining, check=False)
     except FileNotFoundError:
         raise IwError(
             "unsupported",
@@ -188,15 +204,17 @@ def _iw(settings: Settings, args: list[str], deadline: float) -> str:
         raise IwError("unsupported", f"wifi: cannot run {settings.iw_path!r} (permission denied)") from None
     except subprocess.TimeoutExpired:
         raise IwError("timeout", f"wifi: `iw {' '.join(args)}` gave no answer in time") from None
+    # iw escapes SSIDs, but not interface names or messages: bytes that are not UTF-8 become U+FFFD.
+    stdout, stderr = (out.decode("utf-8", "replace") for out in (done.stdout, done.stderr))
     if done.returncode != 0:
-        said = (done.stderr or done.stdout).strip().splitlines()
+        said = (stderr or stdout).strip().splitlines()
         message = said[-1] if said else f"exit status {done.returncode}"
         if "nl80211 not found" in message:
             raise IwError("unsupported", "wifi: this device has no wireless support (nl80211 not found)")
         if "No such device" in message and len(args) > 1:
             raise IwError("unsupported", f"wifi: there is no wireless interface named {args[1]!r}")
         raise IwError("error", f"wifi: `iw {' '.join(args)}` failed: {message}")
-    return done.stdout
+    return stdout
 
 
 def _choose_interface(settings: Settings, deadline: float, routed: set[str]) -> IwInterface:
