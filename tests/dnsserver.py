@@ -8,6 +8,7 @@ the real thing for the ordinary answers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import selectors
 import shutil
 import socket
@@ -40,7 +41,7 @@ class Zone:
 
 @dataclass
 class DnsServer:
-    """A DNS server on 127.0.0.1 (UDP and TCP on the same port) answering from `zones`."""
+    """A DNS server on 127.0.0.1 or `host` (UDP and TCP on the same port) answering from `zones`."""
 
     zones: dict[str, Zone]
     host: str = "127.0.0.1"
@@ -49,12 +50,25 @@ class DnsServer:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __enter__(self) -> DnsServer:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind((self.host, self.port))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind((self.host, self.port))
+        # getaddrinfo keeps an IPv6 zone (fe80::53%lo) as the scope id; a plain tuple would drop it.
+        family, _, _, _, address = socket.getaddrinfo(self.host, self.port, flags=socket.AI_NUMERICHOST)[0]
+        wanted = self.port
+        for attempt in range(20):
+            self.udp = socket.socket(family, socket.SOCK_DGRAM)
+            self.udp.bind(address)
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(family, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind((address[0], self.port, *address[2:]))
+                break
+            except OSError as exc:
+                # The port the kernel gave for UDP may be taken for TCP (by a connection of another
+                # process): with port 0 asked, try another.
+                self.udp.close()
+                self.tcp.close()
+                if wanted != 0 or exc.errno != errno.EADDRINUSE or attempt == 19:
+                    raise
         self.tcp.listen(8)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
@@ -68,7 +82,7 @@ class DnsServer:
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def _serve(self) -> None:
         sel = selectors.DefaultSelector()

@@ -195,6 +195,87 @@ def test_system_without_nameserver_fails_clearly(text: str, tmp_path: Path, cont
     assert r.data.lookup_s is None
 
 
+def test_ipv6_loopback_resolver_is_asked(context: ProbeContext) -> None:
+    """A resolver on ::1, given as [::1]:PORT, answers over IPv6 (UDP, then TCP when truncated)."""
+    zones = {
+        "ok.test": Zone(addresses=("192.0.2.61",)),
+        "big.test": Zone(("192.0.2.62",), behaviour="truncate"),
+    }
+    try:
+        server = DnsServer(zones, host="::1").__enter__()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    try:
+        results = dns.run(settings((server.address,), ("ok.test", "big.test")), context)
+    finally:
+        server.__exit__()
+    assert [(r.ok, r.data.addresses, r.data.transport) for r in results] == [
+        (True, ("192.0.2.61",), "udp"),
+        (True, ("192.0.2.62",), "tcp"),
+    ], [r.detail for r in results]
+    assert results[0].data.server == f"[::1]:{server.port}"
+
+
+def test_link_local_nameserver_keeps_its_zone(tmp_path: Path) -> None:
+    """resolv.conf's `nameserver fe80::1%eth0` and a configured [fe80::1%eth0]:53 keep the zone, which
+    becomes the scope id at connect (without it every run failed "Invalid argument")."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver fe80::1%eth0\nnameserver 192.0.2.53\n")
+    assert dns.resolve_server("system", conf) == ("fe80::1%eth0", 53)
+    assert dns.parse_resolver("[fe80::1%eth0]:5353") == ("fe80::1%eth0", 5353)
+    assert loads(SITE_YAML + "probes: {dns: {resolvers: ['[fe80::1%eth0]:53', 'fe80::1%lo']}}\n")
+    family, address = dns.socket_address(("fe80::1%lo", 53))
+    assert (family, address) == (socket.AF_INET6, ("fe80::1", 53, 0, socket.if_nametoindex("lo")))
+    with pytest.raises(OSError, match="no interface 'nosuch0' here"):
+        dns.socket_address(("fe80::1%nosuch0", 53))
+
+
+LINK_LOCAL_IN_NS = """
+import json, sys
+from pathlib import Path
+from agent.probes import dns
+from agent.probes.base import ProbeContext
+from agent.site import Site
+from tests.dnsserver import DnsServer, Zone
+conf = Path(sys.argv[1])
+ctx = ProbeContext(site=Site(id="t", commune="c", province="p"), state_dir=conf.parent)
+with DnsServer({"ok.test": Zone(addresses=("192.0.2.77",))}, host="fe80::53%lo", port=53):
+    s = dns.Settings(resolvers=("system", "[fe80::53%lo]:53"), names=("ok.test",), resolv_conf=str(conf))
+    print(json.dumps([r.to_json() for r in dns.run(s, ctx)]))
+"""
+
+
+@pytest.mark.netns
+def test_link_local_resolver_with_zone_answers(tmp_path: Path) -> None:
+    """A real query to a link-local nameserver with a zone, in a namespace of the test's own."""
+    import json
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    ns = f"hmd{os.getpid()}"
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver fe80::53%lo\n")
+    try:
+        for cmd in (["ip", "netns", "add", ns], ["ip", "-n", ns, "link", "set", "lo", "up"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+        addr = ["ip", "-n", ns, "-6", "addr", "add", "fe80::53/64", "dev", "lo", "nodad"]
+        subprocess.run(addr, check=True, capture_output=True, timeout=30)
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", LINK_LOCAL_IN_NS, str(conf)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)
+    assert [(r["ok"], r["data"]["addresses"]) for r in results] == [(True, ["192.0.2.77"])] * 2, results
+
+
 def test_cancelled_run_asks_nothing(context: ProbeContext) -> None:
     """When the scheduler has abandoned the run, no query is sent and each lookup reads as a timeout."""
     context.cancelled.set()

@@ -6,6 +6,7 @@ that it measures the resolver it names, not the operating system's cache or sear
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import re
 import secrets
@@ -224,12 +225,12 @@ def query(
     """
     qid = secrets.randbits(16)  # unpredictable, so an off-path spoofer cannot guess it
     message = build_query(qid, name)
-    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    family, address = socket_address(server)
     deadline = time.monotonic() + timeout_s
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         # Connected UDP: the kernel drops datagrams from any other address, and an ICMP port
         # unreachable comes back as ConnectionRefusedError.
-        sock.connect(server)
+        sock.connect(address)
         sent = time.monotonic()
         sock.send(message)
         reply, mismatched = _receive_udp(sock, qid, name, deadline, cancelled)
@@ -240,7 +241,7 @@ def query(
     received = time.monotonic()
     flags, rcode, addresses = parse_reply(reply, qid, name)
     if flags & FLAG_TC:
-        reply = _ask_tcp(server, family, message, deadline)
+        reply = _ask_tcp(address, family, message, deadline)
         received = time.monotonic()
         flags, rcode, addresses = parse_reply(reply, qid, name)
         return rcode, addresses, received - sent, "tcp"
@@ -269,7 +270,21 @@ def _receive_udp(
         mismatched = f"{len(datagram)} bytes without our query id"
 
 
-def _ask_tcp(server: tuple[str, int], family: int, message: bytes, deadline: float) -> bytes:
+def socket_address(server: tuple[str, int]) -> tuple[int, tuple[Any, ...]]:
+    """(family, address for connect) of a numeric server address; a link-local IPv6 address keeps
+    its zone (fe80::1%eth0) as the scope id, without which every connect fails "Invalid argument"."""
+    host, port = server
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+        )[0]
+    except socket.gaierror:
+        zone = host.partition("%")[2]
+        raise OSError(errno.ENODEV, f"no interface {zone!r} here for the zone of {host}") from None
+    return family, address
+
+
+def _ask_tcp(server: tuple[Any, ...], family: int, message: bytes, deadline: float) -> bytes:
     """The same query over TCP (RFC 7766): two-byte length prefix each way, within the same deadline."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
