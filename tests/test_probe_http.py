@@ -303,6 +303,16 @@ def test_one_deadline_for_the_whole_request(
         assert r.data.status is None and re.search(r"\((1|2|3) bytes came\)", r.detail), r.detail
 
 
+def test_tls_handshake_dripped_a_byte_a_second_ends_at_the_deadline(context: ProbeContext) -> None:
+    """Each byte of a dripped ServerHello would restart a socket timeout; the deadline still holds."""
+    hello = bytes.fromhex("160303004a020000460303") + bytes(66)  # a TLS record header, then a slow hello
+    with dripping(b"", hello) as url:
+        r = one(http.run(settings((url.replace("http://", "https://"),), request_timeout_s=2), context))
+    assert (r.ok, r.reason) == (False, "timeout"), r.detail
+    assert 2 <= r.duration_s < 3, r.duration_s
+    assert "within 2 s (name lookup, connect and TLS included)" in r.detail
+
+
 def test_closed_port_is_refused(context: ProbeContext) -> None:
     """Connecting to a port nobody listens on is reported as refused."""
     with socket.socket() as s:

@@ -270,9 +270,7 @@ def _late(
             f"http: {host} answered {url} too slowly: the status line and headers were still arriving "
             f"when {limit} ran out ({reader.raw_bytes} bytes came)"
         )
-    return (
-        f"http: no answer from {url} within {timeout_s:g} s (name lookup, connect, TLS and request included)"
-    )
+    return f"http: no answer from {url} within {timeout_s:g} s (name lookup, connect and TLS included)"
 
 
 def _explain(exc: Exception, url: str, host: str) -> tuple[Reason, str]:
