@@ -44,6 +44,10 @@ class _SteadyScheduler(BackgroundScheduler):  # type: ignore[misc]  # APSchedule
         super().__init__(*args, **kwargs)
         self._offset = time.time() - time.monotonic()
 
+    def pending_step(self) -> float:
+        """How far the wall clock moved since the last wakeup (seconds; the jobs move at the next)."""
+        return time.time() - time.monotonic() - self._offset
+
     def _process_jobs(self) -> Any:
         offset = time.time() - time.monotonic()
         step, self._offset = offset - self._offset, offset
@@ -126,7 +130,10 @@ class ProbeScheduler:
             running.context.cancelled.set()
 
     def next_run_times(self) -> dict[str, datetime]:
-        return {job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.next_run_time}
+        """Each job's next run on the wall clock as it reads now, a step not yet applied included."""
+        step = self._scheduler.pending_step()
+        shift = timedelta(seconds=step if abs(step) > STEP_S else 0)
+        return {job.id: job.next_run_time + shift for job in self._scheduler.get_jobs() if job.next_run_time}
 
     def run_once(self, spec: ProbeSpec, settings: ProbeSettings) -> list[Result]:
         """Run one probe now with its hard timeout, record and return its results."""

@@ -200,6 +200,10 @@ def _runs_after_step(tmp_path: Path, step_s: float, probes: int, jitter_s: float
         for r in recorders:
             r.runs.clear()
         with time_machine.travel(time.time() + step_s, tick=True):
+            # /healthz right after the step, before the scheduler's next wakeup has moved the jobs
+            now = datetime.now().astimezone()
+            soon = [(t - now).total_seconds() for t in scheduler.next_run_times().values()]
+            assert all(-0.5 <= s <= 2.5 for s in soon), soon
             time.sleep(3.0)
             healthz_next = scheduler.next_run_times()
             now = datetime.now().astimezone()

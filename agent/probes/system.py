@@ -151,7 +151,7 @@ def temperatures() -> tuple[tuple[str, float], ...]:
     seen: set[str] = set()
     for chip, entries in sorted(read().items()):
         for entry in entries:
-            name = f"{chip} {entry.label}" if entry.label else chip
+            name = shown(f"{chip} {entry.label}" if entry.label else chip)  # sysfs names: any bytes
             base, n = name, 1
             while name in seen:  # unlabelled entries of one chip get "#2", "#3"
                 n += 1
