@@ -122,6 +122,7 @@ def test_a_budget_month_never_moves_backwards(tmp_path: Path) -> None:
     assert (status.month, status.used_bytes) == ("2026-12", 0)
 
 
+@pytest.mark.slow
 def test_one_test_in_1970_does_not_reset_the_month(server: SpeedtestServer, tmp_path: Path) -> None:
     """The issue's case: 25 GB used this month, then a real test while the wall clock reads 1970."""
     (tmp_path / FILE_NAME).write_text(json.dumps({"month": "2026-11", "used_bytes": 25 * GB}))

@@ -114,16 +114,21 @@ def veth_pair() -> Iterator[tuple[str, str, str]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
-def probe_in(ns: str) -> dict:
+def run_in(ns: str, script: str) -> dict:
+    """Run a Python script in namespace `ns`; what it printed, as JSON."""
     out = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-c", PROBE_IN_NS],
+        ["ip", "netns", "exec", ns, sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
         cwd=ROOT,
     )
-    result = json.loads(out.stdout)
+    return dict(json.loads(out.stdout))
+
+
+def probe_in(ns: str) -> dict:
+    result = run_in(ns, PROBE_IN_NS)
     assert result["ok"], result["detail"]
     return {i["interface"]: i for i in result["data"]["interfaces"]}
 
@@ -205,15 +210,7 @@ def test_odd_interface_names_spoil_nothing() -> None:
         sh("ip", "-n", ns, "link", "set", "plain0", "up")
         deadline = time.monotonic() + 5
         while True:
-            out = subprocess.run(
-                ["ip", "netns", "exec", ns, sys.executable, "-c", ODD_NAMES_IN_NS],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-                cwd=ROOT,
-            )
-            got = json.loads(out.stdout)
+            got = run_in(ns, ODD_NAMES_IN_NS)
             seen = {i["interface"]: i["up"] for i in got["result"]["data"]["interfaces"]}
             if seen.get("odd\ufffd") or time.monotonic() > deadline:
                 break

@@ -212,6 +212,14 @@ def test_run_on_an_access_point_counts_stations(tmp_path):
 ROUTES = Path(__file__).parent / "fixtures" / "ping"
 
 
+# An unused onboard radio (wlan0, listed first) and an associated USB radio (wlp64s0).
+TWO_RADIOS = {
+    "dev": "dev_two_radios.txt",
+    "dev wlan0 link": "link_not_connected.txt",
+    "dev wlp64s0 link": "link_android_vht.txt",
+}
+
+
 def routes_via(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, v4_table: str | None) -> None:
     """Point the probe at a captured IPv4 routing table (None: no default route) and no IPv6 routes."""
     (tmp_path / "ipv6_route").write_text("")
@@ -222,14 +230,7 @@ def routes_via(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, v4_table: str | 
 def test_two_radios_the_associated_one_is_read(tmp_path, monkeypatch):
     """An unused onboard radio listed first and an associated USB radio: the USB one is read."""
     routes_via(monkeypatch, tmp_path, None)
-    iw = replaying_iw(
-        tmp_path,
-        {
-            "dev": "dev_two_radios.txt",
-            "dev wlan0 link": "link_not_connected.txt",
-            "dev wlp64s0 link": "link_android_vht.txt",
-        },
-    )
+    iw = replaying_iw(tmp_path, TWO_RADIOS)
     (result,) = wifi.run(wifi.Settings(iw_path=iw), context(tmp_path))
     assert (result.ok, result.target, result.data.ssid) == (True, "wlp64s0", "AndroidWifi"), result.detail
 
@@ -238,14 +239,7 @@ def test_two_radios_the_one_carrying_the_default_route_comes_first(tmp_path, mon
     """When the default route goes through wlan0, wlan0 is the radio that matters, associated or not:
     here it lost its association, which is the site's wifi being down."""
     routes_via(monkeypatch, tmp_path, "route-three-defaults.txt")  # defaults via ppp0, wan0 and wlan0
-    iw = replaying_iw(
-        tmp_path,
-        {
-            "dev": "dev_two_radios.txt",
-            "dev wlan0 link": "link_not_connected.txt",
-            "dev wlp64s0 link": "link_android_vht.txt",
-        },
-    )
+    iw = replaying_iw(tmp_path, TWO_RADIOS)
     (result,) = wifi.run(wifi.Settings(iw_path=iw), context(tmp_path))
     assert (result.ok, result.reason, result.target) == (False, "unreachable", "wlan0")
 
