@@ -107,7 +107,7 @@ def test_budget_file_with_wrong_fields_counts_as_corrupt(tmp_path: Path, content
 
 def test_new_month_resets_the_count(tmp_path: Path) -> None:
     """Bytes counted in an earlier month do not count against this one."""
-    (tmp_path / FILE_NAME).write_text('{"month": "2001-01", "used_bytes": 999, "used_known": true}')
+    (tmp_path / FILE_NAME).write_text('{"month": "2025-06", "used_bytes": 999, "used_known": true}')
     assert Budget(tmp_path, 1000).status().used_bytes == 0
 
 
@@ -120,6 +120,11 @@ def test_a_budget_month_never_moves_backwards(tmp_path: Path) -> None:
         assert (status.month, status.used_bytes) == ("2026-11", 25 * GB + (1 if wrong == 0.0 else 2))
     status = Budget(tmp_path, 100 * GB, clock=lambda: december).status()
     assert (status.month, status.used_bytes) == ("2026-12", 0)
+    # a first test before the clock was ever set: its bytes count in the first real month
+    fresh = tmp_path / "fresh"
+    Budget(fresh, 100 * GB, clock=lambda: 0.0).spend(3 * GB)
+    status = Budget(fresh, 100 * GB, clock=lambda: december).spend(1)
+    assert (status.month, status.used_bytes) == ("2026-12", 3 * GB + 1)
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ month over a broken file, and the problem is logged and carried in the status. A
 cannot be written (full disk, read-only) never stops the agent: the count lives on in memory for as
 long as the process runs, and the status says the file could not be saved. The month only moves
 forward: a clock that reads an earlier month (1970 before NTP, or stepped back) keeps counting against
-the stored one, so a test run then cannot wipe the month's use.
+the stored one, so a test run then cannot wipe the month's use; bytes counted while the clock was not
+yet set (before FIRST_REAL_MONTH) carry into the first real month.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 FILE_NAME = "bandwidth-budget.json"
+# A clock before this month is one not yet set (the agent did not exist then), not a real month.
+FIRST_REAL_MONTH = "2025-01"
 
 # Counts that could not be saved, by file path: a failing disk must not reset the month's count.
 _unsaved: dict[str, dict[str, Any]] = {}
@@ -99,7 +102,10 @@ class Budget:
             self.problem = problem  # kept for the rest of this run's statuses
             self._save(state)  # so the "unknown" mark outlives this run
         if state["month"] < month:
-            state = fresh  # a new month: the budget starts again
+            # A new month starts the budget again; but bytes counted while the clock was not yet set
+            # (a Pi boots in 1970) were spent in this month, the first one the clock names truly.
+            unset = state["month"] < FIRST_REAL_MONTH <= month
+            state = dict(state, month=month) if unset else fresh
         elif state["month"] > month:
             # The clock reads an earlier month than the count (a Pi without a real-time clock reads
             # 1970 until NTP answers, or NTP stepped it back): a budget month never moves backwards,
