@@ -392,10 +392,13 @@ def test_ipv6_only_site_pings_its_link_local_gateway(lab: Lab) -> None:
     sh("ip", "-n", lab.site, "-6", "addr", "add", "fe80::1/64", "dev", "v0", "nodad")
     sh("ip", "-n", lab.peer, "-6", "addr", "add", "fe80::2/64", "dev", "v1", "nodad")
     sh("ip", "-n", lab.site, "-6", "route", "add", "default", "via", "fe80::2", "dev", "v0")
-    result = only(lab.probe(**{**FAST, "gateway": True, "targets": []}))
+    result, ipv4 = lab.probe(**{**FAST, "gateway": True, "targets": ["192.0.2.1"]})
     assert (result["target"], result["ok"]) == ("gateway", True), result["detail"]
     data = result["data"]
     assert (data["role"], data["address"], data["received"]) == ("gateway", "fe80::2", 4)
+    # an IPv4 target where the way out is IPv6 only: not measured, rather than a line that is down
+    assert (ipv4["ok"], ipv4["reason"]) == (False, "unsupported"), ipv4["detail"]
+    assert ipv4["detail"].startswith("not measured: the site has an IPv6 way out only")
 
 
 @pytest.mark.netns

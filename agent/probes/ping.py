@@ -248,6 +248,8 @@ def _ping_target(settings: Settings, context: ProbeContext, target: str, role: R
     stats = summarize(address, role, pinger.method, exchange.sent, exchange.rtts)
     note = " (run cancelled early)" if exchange.cancelled else ""
     if stats.rtt_avg_s is None:
+        if (other := _only_other_family(family, exchange.error)) is not None:
+            return done(failure("ping", target, "unsupported", other, data=stats))
         why = f"; last error: {exchange.error.strerror or exchange.error}" if exchange.error else ""
         detail = f"no reply to {stats.sent} packets to {address} over {pinger.how}{why}{note}"
         return done(failure("ping", target, "unreachable", detail, data=stats))
@@ -256,6 +258,27 @@ def _ping_target(settings: Settings, context: ProbeContext, target: str, role: R
         f"average {stats.rtt_avg_s * 1000:.2f} ms{note}"
     )
     return done(Result(probe="ping", target=target, ok=True, detail=detail, data=stats))
+
+
+def _only_other_family(family: int, error: OSError | None) -> str | None:
+    """Why a target cannot be measured when the site's way out is the other IP version only.
+
+    An IPv4 target on an IPv6-only site (or the reverse) gets "network unreachable" from the
+    kernel: that is no finding about the line, which may be working. None when that is not so.
+    """
+    if error is None or error.errno != errno.ENETUNREACH:
+        return None
+    try:
+        routes = default_routes()
+    except OSError:
+        return None
+    mine, other = (4, "IPv6") if family == socket.AF_INET else (6, "IPv4")
+    if not routes or any(r.family == mine for r in routes):
+        return None
+    return (
+        f"not measured: the site has an {other} way out only, and this is an IPv{mine} target; "
+        f"add an {other} target"
+    )
 
 
 class _Unsupported(Exception):
