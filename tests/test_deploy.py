@@ -92,7 +92,7 @@ def test_unit_restarts_on_failure_reloads_with_sighup_and_logs_to_the_journal():
     """Restart=on-failure, reload = SIGHUP to the main process, output to the journal."""
     d = directives(UNIT.read_text())
     assert d["Restart"] == ["on-failure"]
-    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert d["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$MAINPID\"'"]
     assert d["StandardOutput"] == ["journal"] and d["StandardError"] == ["journal"]
     assert d["WantedBy"] == ["multi-user.target"]
 
