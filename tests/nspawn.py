@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 CACHE = Path(os.environ.get("HOTSPOT_TEST_CACHE", "/var/cache/hotspot-monitor-test"))
-# What the site device has besides a minimal Debian: no procps, no python3-venv, no pip.
-PACKAGES = "systemd,systemd-sysv,dbus,python3,iputils-ping,iproute2,iw,curl"
-ROOTFS = CACHE / "bookworm-minbase-1"
+# What a site device has besides a minimal Debian (ssh for the playbook): no procps, no venv, no pip.
+PACKAGES = "systemd,systemd-sysv,dbus,python3,iputils-ping,iproute2,iw,curl,openssh-server"
+ROOTFS = CACHE / "bookworm-minbase-2"
 
 
 def available() -> str | None:

@@ -29,8 +29,12 @@ stage=$work/hotspot-agent_${version}_$arch
 venv=/opt/hotspot-agent/venv
 site=$stage$venv/lib/python$pyver/site-packages
 
-# The project's own wheel (pure Python), then it and its dependencies for the target platform.
-"$py" -m pip wheel -q --no-deps -w "$work/wheel" "$root"
+# The project's own wheel (pure Python; built from a copy so the checkout gets no build/ dir), then
+# it and its dependencies for the target platform.
+mkdir "$work/src"
+cp -r "$root/agent" "$root/collector" "$root/pyproject.toml" "$root/README.md" "$root/LICENSE" "$work/src/"
+find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+"$py" -m pip wheel -q --no-deps -w "$work/wheel" "$work/src"
 "$py" -m pip install -q --no-compile --target "$site" --implementation cp --python-version "$pyver" \
   --abi "cp${pyver/./}" --abi abi3 --abi none "${platforms[@]/#/--platform=}" --platform=any \
   --only-binary=:all: "$work"/wheel/*.whl
