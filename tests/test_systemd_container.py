@@ -243,6 +243,10 @@ def test_playbook_brings_a_fresh_device_to_a_running_agent_as_its_own_user(site:
         "/etc/hotspot-agent/config.yaml",
     )
     assert f"site {SITE}" in check.stdout
+    vi = site.ct.run(
+        "env", "LANG=vi_VN.UTF-8", "hotspot-agent", "check-config", "/etc/hotspot-agent/config.yaml"
+    )
+    assert f"hợp lệ — điểm {SITE}" in vi.stdout  # the packaged Vietnamese catalogue
     pid = site.main_pid()
     assert site.ct.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "hotspot-agent"
     assert playbook(site, "-e", "hotspot_version=0.9.0")[0] == 0
