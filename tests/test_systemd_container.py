@@ -249,6 +249,9 @@ def test_playbook_brings_a_fresh_device_to_a_running_agent_as_its_own_user(site:
     assert f"hợp lệ — điểm {SITE}" in vi.stdout  # the packaged Vietnamese catalogue
     pid = site.main_pid()
     assert site.ct.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip() == "hotspot-agent"
+    # The package did not start the agent under the example config's identity before the playbook
+    # put the site's config in place.
+    assert "nd-14161-tyt" not in site.journal()
     assert playbook(site, "-e", "hotspot_version=0.9.0")[0] == 0
     assert playbook(site, "--check", "-e", "hotspot_version=0.9.0")[0] == 0
     assert site.main_pid() == pid

@@ -60,7 +60,7 @@ install -D -m 0644 "$root/deploy/hotspot-agent.service" "$stage/lib/systemd/syst
 install -D -m 0644 "$root/deploy/hotspot-agent.sysusers.conf" "$stage/usr/lib/sysusers.d/hotspot-agent.conf"
 install -D -m 0644 "$root/deploy/60-hotspot-agent-ping.conf" "$stage/usr/lib/sysctl.d/60-hotspot-agent-ping.conf"
 install -D -m 0640 "$root/config.example.yaml" "$stage/etc/hotspot-agent/config.yaml"
-install -D -m 0644 "$root/config.example.yaml" "$stage/usr/share/doc/hotspot-agent/config.example.yaml"
+install -D -m 0644 "$root/config.example.yaml" "$stage/usr/share/hotspot-agent/config.example.yaml"
 install -D -m 0644 "$root/LICENSE" "$stage/usr/share/doc/hotspot-agent/copyright"
 
 mkdir -p "$stage/DEBIAN"
