@@ -48,15 +48,21 @@ def rootfs() -> Path:
     if (ROOTFS / "usr/lib/systemd/systemd").exists():
         return ROOTFS
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE / f"{ROOTFS.name}.tmp"
+    tmp = CACHE / f"{ROOTFS.name}.tmp{os.getpid()}"  # two test runs at once must not share one
     shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(tmp), mirror()],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    tmp.rename(ROOTFS)
+    try:
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", "bookworm", str(tmp), mirror()],
+            check=True,
+            capture_output=True,
+            timeout=900,
+        )
+        tmp.rename(ROOTFS)
+    except OSError:
+        if not (ROOTFS / "usr/lib/systemd/systemd").exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the other run's copy won; or debootstrap failed
     return ROOTFS
 
 

@@ -29,6 +29,10 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.netns,
     pytest.mark.skipif(nspawn.available() is not None, reason=str(nspawn.available())),
+    pytest.mark.skipif(
+        not (Path(sys.executable).parent / "ansible-playbook").exists(),
+        reason="ansible-core missing (pip install -e '.[test]')",
+    ),
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
