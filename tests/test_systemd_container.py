@@ -49,7 +49,7 @@ PROBES = {
     "system": {"interval_s": 5, "jitter_s": 0},
     "dns": {"enabled": False},
     "http": {"enabled": False},
-    "wifi": {"enabled": False},
+    "wifi": {"interval_s": 5, "jitter_s": 0},  # no radio here: proves iw reaches netlink in the unit
     "bandwidth": {"enabled": False},
 }
 
@@ -117,7 +117,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("container")
     old = build("0.9.0", work / "dist")
-    debs = {"old": old, "new": repack(old, "0.9.1")}
+    debs = {"old": old, "new": repack(old, "0.9.1"), "newer": repack(old, "0.9.2")}
     ct = nspawn.Container(work)
     try:
         boot_s = ct.boot()
@@ -337,6 +337,9 @@ def test_no_seccomp_or_memory_protection_kill_and_exposure_at_most_2_5(site: Sit
     journal = site.journal()
     assert "SYS" not in re.findall(r"status=\d+/(\w+)", journal), journal[-3000:]
     assert "Traceback" not in journal, journal[-3000:]
+    assert "duplicate" not in journal.lower(), journal[-3000:]  # one pusher per queue
+    # iw asked the kernel over generic netlink and heard "no nl80211": netlink works in the sandbox.
+    assert "no wireless support (nl80211 not found)" in journal, journal[-3000:]
     result = site.ct.run("systemctl", "show", "-P", "Result", "hotspot-agent").stdout.strip()
     assert result == "success"
     done = site.ct.run("systemd-analyze", "security", "hotspot-agent", check=False)
@@ -344,15 +347,27 @@ def test_no_seccomp_or_memory_protection_kill_and_exposure_at_most_2_5(site: Sit
     assert m and float(m.group(1)) <= 2.5, done.stdout[-2000:]
 
 
+def test_the_playbook_upgrades_a_site(site: Site) -> None:
+    """Raising hotspot_version upgrades the package; the agent runs the site's config again."""
+    pid = site.main_pid()
+    changed, _ = playbook(site, "-e", "hotspot_version=0.9.1")
+    assert changed >= 2
+    version = site.ct.run("dpkg-query", "-W", "-f", "${Version}", "hotspot-agent").stdout
+    assert version == "0.9.1"
+    site.wait_metric(rf'^hotspot_site_info{{.*site="{SITE}".*}} 1\.0$', 60)
+    assert site.main_pid() != pid  # restarted on the new program
+
+
 def test_upgrade_keeps_the_config_then_remove_and_purge(site: Site) -> None:
     """A newer package keeps the site's config (a conffile changed by the admin) and restarts the
     agent; remove keeps config and state; purge removes them and leaves the system user."""
+    put_config(site, {"log_level": "warning"})
     before = (site.ct.root / "etc/hotspot-agent/config.yaml").read_text()
-    done = site.install("new")
+    done = site.install("newer")
     assert done.returncode == 0, done.stdout + done.stderr
     assert (site.ct.root / "etc/hotspot-agent/config.yaml").read_text() == before
     version = site.ct.run("dpkg-query", "-W", "-f", "${Version}", "hotspot-agent").stdout
-    assert version == "0.9.1"
+    assert version == "0.9.2"
     site.wait_metric(r"^hotspot_site_info\{.*\} 1\.0$", 60)
 
     site.ct.run("dpkg", "--remove", "hotspot-agent")
