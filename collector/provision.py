@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from agent.schema import split_host_port
+from agent.schema import is_url, split_host_port
 from collector import targets
 from collector.inventory import Inventory, InventoryError, InventorySite, load
 
@@ -201,6 +201,14 @@ def provision(
             f"--rotate: {', '.join(sorted(unknown))}: not a pushing site of the inventory "
             "(only pushing sites have a push credential)"
         )
+    for name, url in (
+        ("--push-url", push_url),
+        ("--vm-url", vm_url),
+        ("--speedtest-server", speedtest_server),
+    ):
+        problem = is_url(url) if url else None
+        if problem:
+            raise ProvisionError(f"{name}: {url!r} is {problem}")
     if pushing and not push_url:
         raise ProvisionError(
             f"{len(pushing)} sites push: give --push-url, the address the agents push to "

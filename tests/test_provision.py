@@ -109,6 +109,11 @@ def test_cli_reports_missing_push_url_unknown_rotate_and_bad_state(tmp_path, cap
     args = ["provision", "--inventory", str(inv), "--out", str(out), "--push-url", PUSH_URL]
     assert collector_main([*args, "--rotate", "nd-1-ubnd"]) == 2
     assert "nd-1-ubnd: not a pushing site" in capsys.readouterr().err
+    assert collector_main([*args[:-1], "collector:8427/api/v1/write"]) == 2
+    assert (
+        "--push-url: 'collector:8427/api/v1/write' is not an http:// or https:// URL"
+        in capsys.readouterr().err
+    )
     assert collector_main(args) == 0
     assert "2 new credentials" in capsys.readouterr().out
     (out / "credentials.json").write_text("[]")
