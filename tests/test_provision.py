@@ -186,8 +186,11 @@ def test_generated_vmauth_lets_a_credential_write_only_its_own_site(tmp_path):
 
 
 def test_vmauth_file_is_yaml_with_one_user_per_pushing_site(tmp_path):
-    """The vmauth file parses, lists exactly the pushing sites, and routes only the write path."""
-    run(tmp_path, vm_url="http://vm:8428/")
+    """The vmauth file parses, lists exactly the pushing sites, and routes only the write path; the
+    test server given reaches every site's config."""
+    run(tmp_path, vm_url="http://vm:8428/", speedtest_server="http://speedtest.example.vn:8989/")
+    pulled = agent_config.load(tmp_path / "out/sites/nd-1-ubnd/config.yaml")
+    assert pulled.probes.bandwidth.server == "http://speedtest.example.vn:8989/"
     users = yaml.safe_load((tmp_path / "out/vmauth.yml").read_text())["users"]
     assert [u["username"] for u in users] == ["nd-1-tyt", "nd-2-nvh1"]
     assert users[0]["url_map"] == [
