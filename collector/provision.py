@@ -35,7 +35,7 @@ import yaml
 
 from agent.schema import is_url, split_host_port
 from collector import targets
-from collector.inventory import Inventory, InventoryError, InventorySite, load
+from collector.inventory import Inventory, InventorySite, load_or_report
 
 STATE_FILE = "credentials.json"
 VMAUTH_FILE = "vmauth.yml"
@@ -282,11 +282,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    try:
-        inventory = load(args.inventory)
-    except InventoryError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    inventory = load_or_report(args.inventory)
+    if inventory is None:
         return 2
     try:
         report = provision(
