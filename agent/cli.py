@@ -16,6 +16,7 @@ from typing import Any
 from agent import __version__
 from agent import config as config_module
 from agent.config import Config, ConfigError
+from agent.i18n import _
 from agent.probes import PROBES
 from agent.probes.bandwidth import BandwidthRun
 from agent.scheduler import ProbeScheduler
@@ -32,9 +33,16 @@ def _load(path: str) -> Config | None:
     try:
         return config_module.load(path)
     except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
+        print(_("{path}: {count} problem(s):").format(path=path, count=len(exc.problems)), file=sys.stderr)
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
+        print(
+            _(
+                "The agent's settings file has mistakes (listed above): tell the province's technician, "
+                "or correct those lines and run the check again."
+            ),
+            file=sys.stderr,
+        )
         return None
 
 
@@ -88,9 +96,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
     if config is None:
         return EXIT_USAGE
-    enabled = ", ".join(config.probes.enabled()) or "none"
+    enabled = ", ".join(config.probes.enabled()) or _("none")
     site = config.site
-    print(f"{args.path}: ok — site {site.id} ({site.commune}, {site.province}); probes: {enabled}")
+    print(
+        _("{path}: ok — site {site} ({commune}, {province}); probes: {probes}").format(
+            path=args.path, site=site.id, commune=site.commune, province=site.province, probes=enabled
+        )
+    )
     return EXIT_OK
 
 
@@ -123,7 +135,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         scheduler = ProbeScheduler(PROBES, _Discard(), state_dir, progress=_progress if interactive else None)
         scheduler.apply(site, {})
         if interactive:
-            print(f"measuring {args.probe} …", file=sys.stderr)
+            print(_("measuring {probe} …").format(probe=args.probe), file=sys.stderr)
         results = scheduler.run_once(PROBES[args.probe], settings)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agent.bandwidth.engine import BandwidthTest
+from agent.i18n import _
 from agent.probes.bandwidth import BandwidthRun
 from agent.probes.dns import DnsLookup
 from agent.probes.http import HttpCheck
@@ -20,73 +21,92 @@ def _ms(seconds: float | None) -> str:
 
 
 def _mbps(bps: float | None) -> str:
-    return "not measured" if bps is None else f"{bps / 1e6:.1f} Mbit/s"
+    return _("not measured") if bps is None else f"{bps / 1e6:.1f} Mbit/s"
 
 
 def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     lines = []
     for direction, bps, contracted in (
-        ("download", test.download_bps, site.contracted_download_mbps),
-        ("upload", test.upload_bps, site.contracted_upload_mbps),
+        (_("Download"), test.download_bps, site.contracted_download_mbps),
+        (_("Upload"), test.upload_bps, site.contracted_upload_mbps),
     ):
         threshold = contracted * site.pass_ratio
         if bps is None:
-            lines.append(f"{direction.capitalize()}: not measured.")
+            lines.append(_("{direction}: not measured.").format(direction=direction))
             continue
         mbps = bps / 1e6
         verdict = (
-            f"MEETS the requirement (at least {threshold:g} Mbit/s, {site.pass_ratio:.0%} of {contracted:g})"
+            _("MEETS the requirement (at least {threshold} Mbit/s, {ratio} of {contracted})")
             if mbps >= threshold
-            else f"BELOW the requirement of {threshold:g} Mbit/s ({site.pass_ratio:.0%} of {contracted:g})"
-        )
+            else _("BELOW the requirement of {threshold} Mbit/s ({ratio} of {contracted})")
+        ).format(threshold=f"{threshold:g}", ratio=f"{site.pass_ratio:.0%}", contracted=f"{contracted:g}")
         lines.append(
-            f"{direction.capitalize()}: {mbps:.1f} Mbit/s — {verdict}. "
-            f"(A {contracted:g} Mbit/s line carries at most {contracted * GOODPUT_LIMIT:.1f} Mbit/s of data.)"
+            _("{direction}: {mbps} Mbit/s — {verdict}.").format(
+                direction=direction, mbps=f"{mbps:.1f}", verdict=verdict
+            )
+            + " "
+            + _("(A {contracted} Mbit/s line carries at most {limit} Mbit/s of data.)").format(
+                contracted=f"{contracted:g}", limit=f"{contracted * GOODPUT_LIMIT:.1f}"
+            )
         )
     if test.latency_idle_s is not None:
-        line = f"Latency: {_ms(test.latency_idle_s)} idle"
+        line = _("Latency: {idle} idle").format(idle=_ms(test.latency_idle_s))
         if test.latency_loaded_s is not None:
             extra = test.latency_loaded_s - test.latency_idle_s
-            line += f", {_ms(test.latency_loaded_s)} under load"
+            line += _(", {loaded} under load").format(loaded=_ms(test.latency_loaded_s))
             if extra > 0.1:
-                line += (
+                line += _(
                     " — the line's buffers add delay under load (bufferbloat): calls and video will stutter"
                 )
         lines.append(line + ".")
     moved = (test.download_bytes + test.upload_bytes) / 1e6
     lines.append(
-        f"The test moved {moved:.0f} MB in {test.duration_s:.1f} s ({test.engine} engine, {test.server})."
+        _("The test moved {mb} MB in {seconds} s ({engine} engine, {server}).").format(
+            mb=f"{moved:.0f}", seconds=f"{test.duration_s:.1f}", engine=test.engine, server=test.server
+        )
     )
     return lines
 
 
 def _one(r: Result, site: Site) -> list[str]:
     d = r.data
-    prefix = "" if r.ok else "PROBLEM: "
+    prefix = "" if r.ok else _("PROBLEM: ")
     if isinstance(d, BandwidthRun):
         lines = bandwidth_verdict(d.test, site) if d.test is not None else []
-        return lines if r.ok else [f"PROBLEM: {r.detail}", *lines]
+        return lines if r.ok else [f"{prefix}{r.detail}", *lines]
     if isinstance(d, PingStats):
         return [
-            f"{prefix}{r.target} ({d.address}, {d.method}): {d.received}/{d.sent} replies, "
-            f"loss {d.loss_ratio:.0%}, average {_ms(d.rtt_avg_s)}, jitter {_ms(d.jitter_s)}"
+            prefix
+            + _(
+                "{target} ({address}, {method}): {received}/{sent} replies, "
+                "loss {loss}, average {avg}, jitter {jitter}"
+            ).format(
+                target=r.target,
+                address=d.address,
+                method=d.method,
+                received=d.received,
+                sent=d.sent,
+                loss=f"{d.loss_ratio:.0%}",
+                avg=_ms(d.rtt_avg_s),
+                jitter=_ms(d.jitter_s),
+            )
             + ("" if r.ok else f" — {r.detail}")
         ]
     if isinstance(d, DnsLookup):
-        got = ", ".join(d.addresses) if d.addresses else (d.rcode or "no answer")
+        got = ", ".join(d.addresses) if d.addresses else (d.rcode or _("no answer"))
         return [
             f"{prefix}{d.name} via {d.resolver}: {got} in {_ms(d.lookup_s)}"
             + ("" if r.ok else f" — {r.detail}")
         ]
     if isinstance(d, HttpCheck):
-        status = d.status if d.status is not None else "no answer"
+        status = d.status if d.status is not None else _("no answer")
         return [
             f"{prefix}{d.url}: {status}, first byte {_ms(d.first_byte_s)}, total {_ms(d.total_s)}"
             + ("" if r.ok else f" — {r.detail}")
         ]
     if isinstance(d, WifiLink):
         if not d.connected:
-            return [f"PROBLEM: {d.interface}: not connected — {r.detail}"]
+            return [prefix + _("{interface}: not connected").format(interface=d.interface) + f" — {r.detail}"]
         signal = "-" if d.signal_dbm is None else f"{d.signal_dbm:.0f} dBm"
         return [f"{d.interface}: SSID {d.ssid!r}, signal {signal}, bitrate {_mbps(d.tx_bitrate_bps)}"]
     if isinstance(d, SystemStats):
@@ -100,7 +120,7 @@ def _one(r: Result, site: Site) -> list[str]:
 
 def describe_results(probe: str, results: list[Result], site: Site) -> str:
     if not results:
-        return f"{probe}: no result."
+        return _("{probe}: no result.").format(probe=probe)
     lines = [line for r in results for line in _one(r, site)]
     failed = sum(not r.ok for r in results)
     run = results[0].data
@@ -114,12 +134,67 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
             if bps is not None and bps < contracted * 1e6 * site.pass_ratio
         ]
         verdict = (
-            "MEETS the requirement" if not below else f"is BELOW the requirement ({' and '.join(below)})"
+            _("Verdict: this test MEETS the requirement.")
+            if not below
+            else _("Verdict: this test is BELOW the requirement ({directions}).").format(
+                directions=_(" and ").join(_("download") if d == "download" else _("upload") for d in below)
+            )
         )
-        return "\n".join([*lines, f"Verdict: this test {verdict}."])
+        todo = [_("Write down the time and the result, and tell the province's technician.")] if below else []
+        return "\n".join([*lines, verdict, *_what_to_do(todo)])
     summary = (
-        f"{probe}: all {len(results)} checks fine."
-        if not failed
-        else f"{probe}: {failed} of {len(results)} failed."
-    )
-    return "\n".join([*lines, summary])
+        _("{probe}: all {count} checks fine.") if not failed else _("{probe}: {failed} of {count} failed.")
+    ).format(probe=probe, count=len(results), failed=failed)
+    return "\n".join([*lines, summary, *advice(probe, results, site)])
+
+
+def advice(probe: str, results: list[Result], site: Site) -> list[str]:
+    """What the person at the site can do about the failures, in words they follow; [] when fine."""
+    failed = [r for r in results if not r.ok and r.reason != "unsupported"]
+    if not failed:
+        return []
+    todo: list[str] = []
+    if probe == "ping":
+        gateway = [r for r in results if r.target == "gateway" or getattr(r.data, "role", "") == "gateway"]
+        if any(not r.ok for r in gateway):
+            todo.append(_("Check the network cable to the wifi router, and that the router is switched on."))
+        else:
+            todo.append(
+                _(
+                    "The internet does not answer: turn the internet modem off, wait 30 seconds and "
+                    "turn it on again. If it still fails, call the internet provider{isp}."
+                ).format(isp=f" {site.isp}" if site.isp else "")
+            )
+    elif probe == "dns":
+        todo.append(
+            _(
+                "Names of web sites cannot be found: restart the internet modem; "
+                "if it still fails, call the internet provider."
+            )
+        )
+    elif probe == "http":
+        if any(r.reason == "captive_portal" for r in failed):
+            todo.append(
+                _(
+                    "The line shows a login page instead of the internet: "
+                    "ask the internet provider to remove it."
+                )
+            )
+        else:
+            todo.append(
+                _(
+                    "Some public service web sites do not open: try again in 15 minutes, "
+                    "then tell the province's technician."
+                )
+            )
+    elif probe == "wifi":
+        todo.append(_("This device is not on the wifi: check that the wifi router is switched on."))
+    else:
+        todo.append(
+            _("Run the check again in a few minutes; if it keeps failing, tell the province's technician.")
+        )
+    return _what_to_do(todo)
+
+
+def _what_to_do(todo: list[str]) -> list[str]:
+    return [_("What to do:"), *(f"  - {line}" for line in todo)] if todo else []

@@ -13,6 +13,10 @@ COMMANDS = {
         "serve the bandwidth test target the agents measure against",
     ),
     "targets": ("collector.targets", "site inventory -> Prometheus file_sd target files"),
+    "provision": (
+        "collector.provision",
+        "site inventory -> every site's agent config and push credential, vmauth users, targets",
+    ),
     "inventory": ("collector.inventory", "(re)generate an example inventory from the real communes in data/"),
 }
 

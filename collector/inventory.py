@@ -355,3 +355,13 @@ def slug(text: str) -> str:
     plain = "".join(c for c in plain if not unicodedata.combining(c)).lower()
     out = "".join(c if c.isascii() and c.isalnum() else "-" for c in plain)
     return "-".join(part for part in out.split("-") if part) or "unnamed"
+
+
+def load_or_report(path: str | Path) -> Inventory | None:
+    """`load()` for a command: every problem printed to stderr and None when the inventory is unusable."""
+    try:
+        return load(path)
+    except InventoryError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from collector.inventory import Inventory, InventoryError, InventorySite, load, slug, write_atomic
+from collector.inventory import Inventory, InventorySite, load_or_report, slug, write_atomic
 
 TARGET_PREFIX = "sites-"
 RULES_FILE = "inventory.rules.yml"
@@ -105,11 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    try:
-        inventory = load(args.inventory)
-    except InventoryError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    inventory = load_or_report(args.inventory)
+    if inventory is None:
         return 2
     try:
         written, unchanged, removed = write(inventory, args.out)

@@ -3,6 +3,7 @@ install guide promises."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import stat
@@ -92,7 +93,7 @@ def test_unit_restarts_on_failure_reloads_with_sighup_and_logs_to_the_journal():
     """Restart=on-failure, reload = SIGHUP to the main process, output to the journal."""
     d = directives(UNIT.read_text())
     assert d["Restart"] == ["on-failure"]
-    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert d["ExecReload"] == ["/bin/sh -c 'kill -HUP \"$MAINPID\"'"]
     assert d["StandardOutput"] == ["journal"] and d["StandardError"] == ["journal"]
     assert d["WantedBy"] == ["multi-user.target"]
 
@@ -114,3 +115,47 @@ def test_sysusers_file_creates_a_system_user_without_login(tmp_path):
     assert int(uid) < 1000  # a system user
     assert (home, shell) == ("/var/lib/hotspot-agent", "/usr/sbin/nologin")
     assert "hotspot-agent:" in (tmp_path / "etc" / "group").read_text()
+
+
+def _elf_machines(root: Path) -> set[int]:
+    """e_machine of every ELF file under root (62 = x86-64, 183 = AArch64)."""
+    machines = set()
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            with path.open("rb") as f:
+                head = f.read(20)
+            if head[:4] == b"\x7fELF":
+                machines.add(int.from_bytes(head[18:20], "little"))
+    return machines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb missing")
+def test_arm64_package_is_built_here_from_arm64_wheels(tmp_path):
+    """build-deb.sh arm64 (needs PyPI): an arm64 package whose compiled modules are all AArch64, with
+    the unit, sysusers, sysctl drop-in and the config as its only conffile."""
+    done = subprocess.run(
+        [str(DEPLOY / "debian" / "build-deb.sh"), "arm64", "1.2.3", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    deb = tmp_path / "hotspot-agent_1.2.3_arm64.deb"
+    info = subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Architecture", "Version"], capture_output=True, text=True
+    )
+    assert info.stdout.split() == ["Architecture:", "arm64", "Version:", "1.2.3"]
+    tree = tmp_path / "tree"
+    subprocess.run(["dpkg-deb", "-R", str(deb), str(tree)], check=True)
+    assert _elf_machines(tree / "opt") == {183}
+    assert (tree / "DEBIAN/conffiles").read_text().split() == ["/etc/hotspot-agent/config.yaml"]
+    for path in (
+        "lib/systemd/system/hotspot-agent.service",
+        "usr/lib/sysusers.d/hotspot-agent.conf",
+        "usr/lib/sysctl.d/60-hotspot-agent-ping.conf",
+        "opt/hotspot-agent/venv/lib/python3.11/site-packages/agent/locale/vi/LC_MESSAGES/hotspot-agent.mo",
+    ):
+        assert (tree / path).is_file(), path
+    assert os.readlink(tree / "opt/hotspot-agent/venv/bin/python") == "/usr/bin/python3.11"

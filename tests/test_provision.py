@@ -1,0 +1,198 @@
+"""`hotspot-collector provision`: agent configs, push credentials and vmauth users from the inventory,
+checked with the agent's own config loader and with a real vmauth in front of a real VictoriaMetrics."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from agent import config as agent_config
+from collector import provision
+from collector.cli import main as collector_main
+from collector.inventory import loads
+from tests.test_push_support import Receiver, free_port, have
+
+ROOT = Path(__file__).resolve().parent.parent
+PUSH_URL = "https://collector.example.vn:8427/api/v1/write"
+
+INVENTORY = """
+sites:
+  - {id: nd-1-ubnd, name: "UBND Xã Một", type: commune_office, commune: "Xã Một", commune_code: "1",
+     province: "Tỉnh Nam Định", latitude: 20.1, longitude: 106.1, isp: VNPT,
+     contracted_download_mbps: 100, contracted_upload_mbps: 50, scrape: "10.36.0.1:9591"}
+  - {id: nd-1-tyt, type: health_station, commune: "Xã Một", commune_code: "1", province: "Tỉnh Nam Định",
+     isp: Viettel, push: true}
+  - {id: nd-2-nvh1, type: village_hall, commune: "Xã Hai", province: "Tỉnh Nam Định", push: true}
+"""
+
+
+def run(tmp_path: Path, text: str = INVENTORY, **kw) -> provision.Report:
+    return provision.provision(loads(text), tmp_path / "out", push_url=PUSH_URL, **kw)
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_site_configs_load_in_the_agent_with_identity_and_push(tmp_path, monkeypatch):
+    """Every generated config is a valid agent config carrying the inventory's identity and reach."""
+    run(tmp_path)
+    out = tmp_path / "out"
+    pulled = agent_config.load(out / "sites/nd-1-ubnd/config.yaml")
+    assert (pulled.site.id, pulled.site.name, pulled.site.latitude, pulled.site.isp) == (
+        "nd-1-ubnd",
+        "UBND Xã Một",
+        20.1,
+        "VNPT",
+    )
+    assert pulled.site.contracted_upload_mbps == 50
+    assert pulled.exposition.listen == "0.0.0.0:9591" and not pulled.push.enabled
+    assert not (out / "sites/nd-1-ubnd/push-password").exists()
+    # The device keeps its password at /etc/hotspot-agent/push-password: point the config at ours.
+    text = (out / "sites/nd-1-tyt/config.yaml").read_text()
+    password = out / "sites/nd-1-tyt/push-password"
+    pushed = agent_config.loads(text.replace(provision.DEVICE_PASSWORD, str(password)))
+    assert pushed.push.enabled and pushed.push.url == PUSH_URL
+    assert pushed.push.basic_auth is not None and pushed.push.basic_auth.username == "nd-1-tyt"
+    creds = json.loads((out / "credentials.json").read_text())["push_passwords"]
+    assert pushed.push.basic_auth.password.reveal() == creds["nd-1-tyt"]
+    assert len(creds["nd-1-tyt"]) >= 32 and creds["nd-1-tyt"] != creds["nd-2-nvh1"]
+    for secret in (out / "credentials.json", out / "vmauth.yml", password):
+        assert secret.stat().st_mode & 0o777 == 0o600, secret
+    assert (out / "targets/sites-tinh-nam-dinh.json").exists()
+
+
+def test_rerun_changes_nothing_rotate_changes_one_site_removal_drops_credential(tmp_path):
+    """A second run rewrites no file; --rotate replaces one credential only; a removed site is gone."""
+    first = run(tmp_path)
+    assert sorted(first.created) == ["nd-1-tyt", "nd-2-nvh1"]
+    out = tmp_path / "out"
+    before = mtimes(out)
+    time.sleep(0.01)
+    again = run(tmp_path)
+    assert again.written == [] and again.removed == [] and again.created == []
+    assert mtimes(out) == before
+    old = json.loads((out / "credentials.json").read_text())["push_passwords"]
+
+    rotated = run(tmp_path, rotate={"nd-2-nvh1"})
+    assert rotated.rotated == ["nd-2-nvh1"]
+    new = json.loads((out / "credentials.json").read_text())["push_passwords"]
+    assert new["nd-1-tyt"] == old["nd-1-tyt"] and new["nd-2-nvh1"] != old["nd-2-nvh1"]
+    assert sorted(rotated.written) == sorted(
+        [str(out / "credentials.json"), "sites/nd-2-nvh1/push-password", "vmauth.yml"]
+    )
+
+    fewer = INVENTORY.split("  - {id: nd-2-nvh1")[0]
+    removed = run(tmp_path, fewer)
+    assert removed.removed == ["sites/nd-2-nvh1"]
+    assert not (out / "sites/nd-2-nvh1").exists()
+    assert set(json.loads((out / "credentials.json").read_text())["push_passwords"]) == {"nd-1-tyt"}
+    assert "nd-2-nvh1" not in (out / "vmauth.yml").read_text()
+
+
+def test_cli_reports_missing_push_url_unknown_rotate_and_bad_state(tmp_path, capsys):
+    """User mistakes end with exit 2 and a sentence saying what to do, never a traceback."""
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(INVENTORY)
+    out = tmp_path / "out"
+    assert collector_main(["provision", "--inventory", str(inv), "--out", str(out)]) == 2
+    assert "give --push-url" in capsys.readouterr().err
+    args = ["provision", "--inventory", str(inv), "--out", str(out), "--push-url", PUSH_URL]
+    assert collector_main([*args, "--rotate", "nd-1-ubnd"]) == 2
+    assert "nd-1-ubnd: not a pushing site" in capsys.readouterr().err
+    assert collector_main([*args[:-1], "collector:8427/api/v1/write"]) == 2
+    assert (
+        "--push-url: 'collector:8427/api/v1/write' is not an http:// or https:// URL"
+        in capsys.readouterr().err
+    )
+    assert collector_main(args) == 0
+    assert "2 new credentials" in capsys.readouterr().out
+    (out / "credentials.json").write_text("[]")
+    assert collector_main(args) == 2
+    assert "not a credential state file" in capsys.readouterr().err
+
+
+def _post(port: int, user: str, password: str, path: str, labels: dict[str, str]) -> int:
+    from agent.push.remote_write import compress, encode_labels, encode_write_request
+
+    now = int(time.time() * 1000)
+    body = compress(encode_write_request([(encode_labels(labels), [(now, struct.pack("<d", 1.0))])]))
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {
+        "Content-Encoding": "snappy",
+        "Content-Type": "application/x-protobuf",
+        "Authorization": f"Basic {auth}",
+    }
+    conn.request("POST", path, body=body, headers=headers)
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+@pytest.mark.skipif(
+    not (have("victoria-metrics") and have("vmauth")), reason="victoria-metrics not installed"
+)
+def test_generated_vmauth_lets_a_credential_write_only_its_own_site(tmp_path):
+    """Real vmauth 1.79 + VictoriaMetrics: whatever site label or extra_label a site sends, its series
+    are stored under its own site; a rotated-out or wrong password writes nothing; reads are refused."""
+    vm = Receiver("victoria", tmp_path)
+    vm.start()
+    report = run(tmp_path, vm_url=vm.base)
+    creds = json.loads((tmp_path / "out/credentials.json").read_text())["push_passwords"]
+    port = free_port()
+    proc = subprocess.Popen(
+        ["vmauth", f"-auth.config={tmp_path / 'out/vmauth.yml'}", f"-httpListenAddr=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.monotonic() < deadline, "vmauth did not start"
+            time.sleep(0.1)
+        assert report.created
+        tyt, nvh = creds["nd-1-tyt"], creds["nd-2-nvh1"]
+        w = "/api/v1/write"
+        assert _post(port, "nd-1-tyt", tyt, w, {"__name__": "pin_a", "site": "nd-2-nvh1"}) == 204
+        assert _post(port, "nd-1-tyt", tyt, f"{w}?extra_label=site=nd-2-nvh1", {"__name__": "pin_b"}) == 204
+        assert _post(port, "nd-2-nvh1", nvh, w, {"__name__": "pin_c"}) == 204
+        assert _post(port, "nd-1-tyt", nvh, w, {"__name__": "pin_wrong"}) != 204
+        assert _post(port, "nd-1-tyt", tyt, "/api/v1/import/prometheus", {"__name__": "pin_path"}) != 204
+        # Rotation: vmauth re-reads its file on SIGHUP; the old password stops working.
+        run(tmp_path, vm_url=vm.base, rotate={"nd-1-tyt"})
+        proc.send_signal(1)
+        deadline = time.monotonic() + 20
+        while _post(port, "nd-1-tyt", tyt, w, {"__name__": "pin_old"}) == 204:
+            assert time.monotonic() < deadline, "vmauth still takes the rotated-out password"
+            time.sleep(0.2)
+        new = json.loads((tmp_path / "out/credentials.json").read_text())["push_passwords"]["nd-1-tyt"]
+        assert _post(port, "nd-1-tyt", new, w, {"__name__": "pin_new"}) == 204
+        got = {dict(k)["__name__"]: dict(k).get("site") for k in vm.samples('{__name__=~"pin_.*"}')}
+        assert got == {"pin_a": "nd-1-tyt", "pin_b": "nd-1-tyt", "pin_c": "nd-2-nvh1", "pin_new": "nd-1-tyt"}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        vm.stop()
+
+
+def test_vmauth_file_is_yaml_with_one_user_per_pushing_site(tmp_path):
+    """The vmauth file parses, lists exactly the pushing sites, and routes only the write path; the
+    test server given reaches every site's config."""
+    run(tmp_path, vm_url="http://vm:8428/", speedtest_server="http://speedtest.example.vn:8989/")
+    pulled = agent_config.load(tmp_path / "out/sites/nd-1-ubnd/config.yaml")
+    assert pulled.probes.bandwidth.server == "http://speedtest.example.vn:8989/"
+    users = yaml.safe_load((tmp_path / "out/vmauth.yml").read_text())["users"]
+    assert [u["username"] for u in users] == ["nd-1-tyt", "nd-2-nvh1"]
+    assert users[0]["url_map"] == [
+        {"src_paths": ["/api/v1/write"], "url_prefix": "http://vm:8428?extra_label=site=nd-1-tyt"}
+    ]
