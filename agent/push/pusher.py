@@ -10,12 +10,14 @@ Pushed series look like scraped ones: {__name__, job="hotspot-agent", instance=<
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import random
 import struct
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,6 +42,18 @@ JOB = "hotspot-agent"
 QUEUE_FILE = "push-queue.sqlite"
 DROP_REASONS = ("queue_full", "too_old", "rejected")
 _STOP_TIMEOUT_S = 3.0
+THREAD_NAMES = ("push-snapshot", "push-send")  # also the OS thread names (ps -L, /proc/PID/task/*/comm)
+
+
+def _named(target: Callable[[], None], name: str) -> Callable[[], None]:
+    """Run target under an OS-level thread name: Python 3.11 names threads only for itself."""
+
+    def run() -> None:
+        with contextlib.suppress(OSError, AttributeError):  # not Linux: the name is cosmetic
+            ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        target()
+
+    return run
 
 
 class PushMetrics:
@@ -76,7 +90,17 @@ class PushMetrics:
         return g
 
     def describe(self) -> Iterable[Metric]:
-        return []
+        # Real names, so a registry refuses a second registration (two pushers) loudly.
+        g, c = GaugeMetricFamily, CounterMetricFamily
+        return [
+            g("hotspot_push_queue_samples", ""),
+            g("hotspot_push_queue_bytes", ""),
+            g("hotspot_push_oldest_sample_age_seconds", ""),
+            c("hotspot_push_samples_sent", ""),
+            c("hotspot_push_samples_retried", ""),
+            c("hotspot_push_samples_dropped", ""),
+            g("hotspot_push_last_success_timestamp_seconds", ""),
+        ]
 
     def collect(self) -> Iterable[Metric]:
         keys, values = list(self._identity), list(self._identity.values())
@@ -172,9 +196,18 @@ class Pusher:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the two threads; raises RuntimeError if this pusher was started before."""
+        if self._threads:
+            raise RuntimeError(
+                "push: this pusher is already started; a second one would duplicate every sample"
+            )
         self._threads = [
-            threading.Thread(target=self._snapshot_loop, name="push-snapshot", daemon=True),
-            threading.Thread(target=self._send_loop, name="push-send", daemon=True),
+            threading.Thread(
+                target=_named(self._snapshot_loop, THREAD_NAMES[0]), name=THREAD_NAMES[0], daemon=True
+            ),
+            threading.Thread(
+                target=_named(self._send_loop, THREAD_NAMES[1]), name=THREAD_NAMES[1], daemon=True
+            ),
         ]
         for t in self._threads:
             t.start()

@@ -13,6 +13,7 @@ Everything the queue accepted is committed before `append` returns (it survives 
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import sqlite3
 import struct
@@ -21,6 +22,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 # A NaN payload that no float arithmetic produces: marks "series absent in this snapshot".
 ABSENT = struct.pack("<Q", 0x7FF4AB5E00000001)
@@ -149,6 +151,7 @@ class SampleQueue:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._lockfile = _lock_exclusively(Path(f"{path}.lock"))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -157,6 +160,8 @@ class SampleQueue:
             self._db.executescript(_SCHEMA)
             self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
             rows = self._db.execute("SELECT id, labels FROM series").fetchall()
+        except QueueError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise QueueError(f"cannot open the push queue {path}: {exc}") from None
         self._sids = {bytes(lb): sid for sid, lb in rows}
@@ -365,10 +370,22 @@ class SampleQueue:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                self._lockfile.close()  # releases the lock
 
     def _check_open(self) -> None:
         if self._closed:
             raise QueueClosed("the push queue is closed")
+
+
+def _lock_exclusively(path: Path) -> IO[bytes]:
+    """One writer per queue file: a second pusher (in this process or another) is refused, not run."""
+    f = path.open("ab")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise QueueError(f"the push queue {path.with_suffix('')} is already used by another pusher") from None
+    return f
 
 
 class QueueError(OSError):
