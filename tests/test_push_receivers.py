@@ -354,11 +354,8 @@ def test_invalid_series_are_never_sent_and_counted_as_rejected(tmp_path):
     assert pusher.metrics.dropped["rejected"] >= 2
 
 
-@needs_victoria
-def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
-    """Behind the documented vmauth config, a site's pushes carry its own site label whatever it sends."""
-    vm = Receiver("victoria", tmp_path)
-    vm.start()
+def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """vmauth with docs/vmauth.example.yml in front of vm; returns the process and the write URL."""
     port = free_port()
     example = (ROOT / "docs" / "vmauth.example.yml").read_text()
     config = tmp_path / "vmauth.yml"
@@ -367,9 +364,17 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
         ["vmauth", f"-auth.config={config}", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR"],
         stdout=subprocess.DEVNULL,
     )
+    wait_until(lambda: _port_open(port), 20, "vmauth")
+    return proc, f"http://127.0.0.1:{port}/api/v1/write"
+
+
+@needs_victoria
+def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
+    """Behind the documented vmauth config, a site's pushes carry its own site label whatever it sends."""
+    vm = Receiver("victoria", tmp_path)
+    vm.start()
+    proc, url = start_vmauth(vm, tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}/api/v1/write"
-        wait_until(lambda: _port_open(port), 20, "vmauth")
         from agent.schema import BasicAuth, Secret
 
         registry = CollectorRegistry()
@@ -396,15 +401,56 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
         good.start()
         bad.start()
         try:
-            wait_until(lambda: good.metrics.sent >= 2 and bad.metrics.dropped["rejected"] >= 2, 20, "pushes")
+            wait_until(lambda: good.metrics.sent >= 2 and bad.metrics.auth_failures >= 2, 20, "pushes")
         finally:
             good.stop()
             bad.stop()
         got = vm.samples("pushtest_site")
         assert {dict(k)["site"] for k in got} == {"nd-13636-ubnd"}
-        assert bad.metrics.sent == 0
+        assert bad.metrics.sent == 0 and bad.metrics.dropped["rejected"] == 0
         assert "change-me" not in caplog.text and "wrong" not in caplog.text
         assert "bmQtMTM2MzYtdWJuZDp3cm9uZw" not in caplog.text  # base64 of the credentials vmauth echoes
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        vm.stop()
+
+
+@needs_victoria
+def test_wrong_then_corrected_password_loses_nothing(tmp_path):
+    """Pushing through vmauth with a wrong password keeps every snapshot; once corrected, all arrive once."""
+    from agent.schema import BasicAuth, Secret
+
+    vm = Receiver("victoria", tmp_path)
+    vm.start()
+    proc, url = start_vmauth(vm, tmp_path)
+    registry, seq = seq_registry()
+    state = tmp_path / "s"
+    try:
+        wrong = Pusher(
+            settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("wrong"))), registry, state, {}
+        )
+        wrong.start()
+        wait_until(lambda: seq.n >= 6 and wrong.metrics.auth_failures >= 3, 20, "refused pushes")
+        wrong.stop()
+        assert wrong.metrics.auth_failing and wrong.metrics.sent == 0
+        assert wrong.metrics.dropped == {"queue_full": 0, "too_old": 0, "rejected": 0}
+        taken_while_wrong = seq.n
+        fixed = Pusher(  # as after a reload with the corrected password: same queue
+            settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),
+            registry,
+            state,
+            {},
+        )
+        fixed.start()
+        wait_until(lambda: seq.n >= taken_while_wrong + 2 and queued(state) <= 3, 20, "the backlog to drain")
+        fixed.stop()
+        assert not fixed.metrics.auth_failing
+        got = seq_values(vm)
+        assert len(got) == 3
+        for points in got.values():
+            assert_complete(points)  # 1, 2, 3, ... none missing, none twice
+            assert len(points) >= taken_while_wrong
     finally:
         proc.terminate()
         proc.wait(10)

@@ -153,12 +153,18 @@ class Receiver:
 
 
 class TinyReceiver:
-    """Answers remote-write requests with the given statuses in turn (then 204), recording them."""
+    """Answers remote-write requests with the given statuses in turn (then 204), recording them.
 
-    def __init__(self, statuses: list[tuple[int, str]]) -> None:
+    Each answer is (status, body) or (status, body, {header: value}); `times` holds each request's
+    arrival (monotonic seconds) and `auth` its Authorization header.
+    """
+
+    def __init__(self, statuses: list[tuple[int, str]] | list[tuple[int, str, dict[str, str]]]) -> None:
         self.statuses = list(statuses)
         self.requests: list[list[tuple[dict[str, str], list[tuple[int, float]]]]] = []
         self.answers: list[int] = []
+        self.times: list[float] = []
+        self.auth: list[str | None] = []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -167,13 +173,17 @@ class TinyReceiver:
                 assert self.headers["Content-Encoding"] == "snappy"
                 assert self.headers["Content-Type"] == "application/x-protobuf"
                 assert self.headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
-                status, text = owner.statuses.pop(0) if owner.statuses else (204, "")
+                status, text, *extra = owner.statuses.pop(0) if owner.statuses else (204, "")
                 owner.requests.append(decode_write_request(body))
                 owner.answers.append(status)
+                owner.times.append(time.monotonic())
+                owner.auth.append(self.headers["Authorization"])
                 payload = text.encode()
                 self.send_response(status)
                 if status == 429:
                     self.send_header("Retry-After", "1")
+                for key, value in (extra[0] if extra else {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)

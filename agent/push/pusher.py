@@ -2,8 +2,9 @@
 
 Two threads. The snapshot thread only reads the registry and appends to the local queue, so a dead
 link never delays measurements. The sender thread sends the oldest samples first, retries network
-errors, 5xx and 429 with jittered exponential backoff, drops a batch the receiver refuses for good
-(other 4xx) and splits a batch the receiver calls too old, so one stale sample cannot block the queue.
+errors, timeouts, 5xx, 429, authentication failures and redirects with jittered exponential backoff
+(Retry-After can only lengthen it), drops a batch the receiver refuses for good (other 4xx) and
+splits a batch the receiver calls too old, so one stale sample cannot block the queue.
 
 Pushed series look like scraped ones: {__name__, job="hotspot-agent", instance=<site id>, ...}.
 """
@@ -70,6 +71,8 @@ class PushMetrics:
         self.retried = 0
         self.dropped = dict.fromkeys(DROP_REASONS, 0)
         self.last_success: float | None = None
+        self.auth_failures = 0
+        self.auth_failing = False
         self.queue: SampleQueue | None = None
 
     def count(self, sent: int = 0, retried: int = 0, **dropped: int) -> None:
@@ -80,6 +83,14 @@ class PushMetrics:
                 self.dropped[reason] += n
             if sent:
                 self.last_success = time.time()
+
+    def note_answer(self, answer: Answer) -> None:
+        """Count authentication failures; any answer that is not one ends the failing state."""
+        with self._lock:
+            if answer.auth_failed:
+                self.auth_failures += 1
+            if answer.status:
+                self.auth_failing = answer.auth_failed
 
     def count_drops(self, drops: Drops) -> None:
         self.count(queue_full=drops.queue_full, too_old=drops.too_old)
@@ -99,6 +110,8 @@ class PushMetrics:
             c("hotspot_push_samples_sent", ""),
             c("hotspot_push_samples_retried", ""),
             c("hotspot_push_samples_dropped", ""),
+            c("hotspot_push_auth_failures", ""),
+            g("hotspot_push_auth_failing", ""),
             g("hotspot_push_last_success_timestamp_seconds", ""),
         ]
 
@@ -120,6 +133,7 @@ class PushMetrics:
                 )
         with self._lock:
             sent, retried, dropped, last = self.sent, self.retried, dict(self.dropped), self.last_success
+            auth_failures, auth_failing = self.auth_failures, self.auth_failing
         c = CounterMetricFamily("hotspot_push_samples_sent", "Samples the receiver accepted.", labels=keys)
         c.add_metric(values, sent)
         yield c
@@ -134,6 +148,18 @@ class PushMetrics:
         for reason in DROP_REASONS:
             c.add_metric([*values, reason], dropped[reason])
         yield c
+        c = CounterMetricFamily(
+            "hotspot_push_auth_failures",
+            "Requests the receiver answered with an authentication failure (401, 403, vmauth's 400).",
+            labels=keys,
+        )
+        c.add_metric(values, auth_failures)
+        yield c
+        yield self._gauge(
+            "hotspot_push_auth_failing",
+            "1 while the receiver's latest answer refused the credentials (samples stay queued).",
+            float(auth_failing),
+        )
         if last is not None:
             yield self._gauge(
                 "hotspot_push_last_success_timestamp_seconds",
@@ -191,6 +217,7 @@ class Pusher:
         self._previous: set[bytes] = set()
         self._last_ts = 0
         self._failing_since: float | None = None
+        self._failing_kind = ""
         self._logged: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -348,16 +375,16 @@ class Pusher:
         attempt = 0
         while True:
             answer = self._client.post(body)
+            self.metrics.note_answer(answer)
             if not answer.retryable or answer.too_old:
                 if self._failing_since is not None and answer.status:
                     log.info(
                         "push: %s answers again after %.0f s", self._where, time.time() - self._failing_since
                     )
                     self._failing_since = None
+                    self._failing_kind = ""
                 return answer
-            if self._failing_since is None:
-                self._failing_since = time.time()
-                log.warning("push: %s failing (%s); samples stay queued on disk", self._where, answer.reason)
+            self._log_failure(answer)
             if self._stop.wait(self._backoff(attempt, answer.retry_after_s)):
                 return None
             if entries[0][1] < (time.time() - self.settings.max_sample_age_s) * 1000:
@@ -365,11 +392,45 @@ class Pusher:
             attempt += 1
             self.metrics.count(retried=len(entries))
 
+    def _log_failure(self, answer: Answer) -> None:
+        """One line per failure episode and kind, saying what to do; samples always stay queued."""
+        kind = "auth" if answer.auth_failed else "redirect" if answer.redirect else "unavailable"
+        if self._failing_since is None:
+            self._failing_since = time.time()
+        if kind == self._failing_kind:
+            return
+        self._failing_kind = kind
+        if kind == "auth":
+            log.error(
+                "push: %s refuses the push credentials (HTTP %d: %s); samples stay queued on disk and are"
+                " retried: check push.basic_auth / push.bearer_token and this site's user on the receiver",
+                self._where,
+                answer.status,
+                answer.reason,
+            )
+        elif kind == "redirect":
+            log.error(
+                "push: %s answers HTTP %d, %s; redirects are not followed (the credentials would go with"
+                " them): set push.url to the final address. Samples stay queued on disk",
+                self._where,
+                answer.status,
+                answer.reason,
+            )
+        else:
+            log.warning("push: %s failing (%s); samples stay queued on disk", self._where, answer.reason)
+
     def _backoff(self, attempt: int, retry_after_s: float | None) -> float:
+        """Seconds to wait: jittered exponential backoff from min_backoff_s to max_backoff_s.
+
+        Retry-After may lengthen the wait (up to 10 min) but never shorten it: a receiver answering
+        `Retry-After: 0` or a past date must not turn backoff off.
+        """
+        low, high = self.settings.min_backoff_s, self.settings.max_backoff_s
+        ceiling = min(high, low * 2 ** min(attempt, 30))
+        wait = random.uniform(max(low, ceiling / 2), ceiling)  # jitter: a fleet back online is not in step
         if retry_after_s is not None:
-            return min(retry_after_s, 600.0)
-        ceiling = min(self.settings.max_backoff_s, self.settings.min_backoff_s * 2 ** min(attempt, 30))
-        return random.uniform(ceiling / 2, ceiling)  # jitter: a fleet back online does not retry in step
+            wait = max(wait, min(retry_after_s, 600.0))
+        return wait
 
     def _log_once(self, key: str, msg: str, *args: object) -> None:
         if key in self._logged or len(self._logged) > 1000:
