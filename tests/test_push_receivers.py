@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from agent.push.pusher import QUEUE_FILE, Pusher
+from agent.push.pusher import DROP_REASONS, QUEUE_FILE, Pusher
 from agent.push.queue import SampleQueue
 from agent.push.remote_write import encode_labels
 from agent.push.settings import PushSettings
@@ -124,7 +124,7 @@ def test_samples_arrive_with_scrape_labels_and_snapshot_times(receiver, tmp_path
         gaps = [b - a for (a, _), (b, _) in itertools.pairwise(points)]
         assert all(0.5 * INTERVAL_S * 1000 < g < 2 * INTERVAL_S * 1000 for g in gaps), gaps
     own = receiver.samples("hotspot_push_samples_dropped_total")
-    assert {dict(k)["reason"] for k in own} == {"queue_full", "too_old", "rejected"}
+    assert {dict(k)["reason"] for k in own} == {"queue_full", "too_old", "rejected", "disk_full"}
     assert all(dict(k)["province"] == "P" for k in own)
 
 
@@ -157,7 +157,7 @@ def run_outage(receiver: Receiver, tmp_path: Path, outage_s: float) -> None:
         assert len(during) >= n_during - 1
     assert n_during >= outage_s / INTERVAL_S * 0.8  # snapshots went on while the link was down
     assert pusher.metrics.retried > 0
-    assert pusher.metrics.dropped == {"queue_full": 0, "too_old": 0, "rejected": 0}
+    assert pusher.metrics.dropped == dict.fromkeys(DROP_REASONS, 0)
 
 
 @pytest.mark.parametrize("receiver", ["prometheus", "victoria"], indirect=True)
@@ -434,7 +434,7 @@ def test_wrong_then_corrected_password_loses_nothing(tmp_path):
         wait_until(lambda: seq.n >= 6 and wrong.metrics.auth_failures >= 3, 20, "refused pushes")
         wrong.stop()
         assert wrong.metrics.auth_failing and wrong.metrics.sent == 0
-        assert wrong.metrics.dropped == {"queue_full": 0, "too_old": 0, "rejected": 0}
+        assert wrong.metrics.dropped == dict.fromkeys(DROP_REASONS, 0)
         taken_while_wrong = seq.n
         fixed = Pusher(  # as after a reload with the corrected password: same queue
             settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),

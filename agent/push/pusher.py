@@ -11,8 +11,6 @@ Pushed series look like scraped ones: {__name__, job="hotspot-agent", instance=<
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import random
 import struct
@@ -34,6 +32,7 @@ from agent.push.remote_write import (
     compress,
     encode_labels,
     encode_write_request,
+    name_os_thread,
 )
 from agent.push.settings import PushSettings
 
@@ -41,17 +40,14 @@ log = logging.getLogger(__name__)
 
 JOB = "hotspot-agent"
 QUEUE_FILE = "push-queue.sqlite"
-DROP_REASONS = ("queue_full", "too_old", "rejected")
+DROP_REASONS = ("queue_full", "too_old", "rejected", "disk_full")
 _STOP_TIMEOUT_S = 3.0
 THREAD_NAMES = ("push-snapshot", "push-send")  # also the OS thread names (ps -L, /proc/PID/task/*/comm)
 
 
 def _named(target: Callable[[], None], name: str) -> Callable[[], None]:
-    """Run target under an OS-level thread name: Python 3.11 names threads only for itself."""
-
     def run() -> None:
-        with contextlib.suppress(OSError, AttributeError):  # not Linux: the name is cosmetic
-            ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        name_os_thread(name)
         target()
 
     return run
@@ -93,7 +89,7 @@ class PushMetrics:
                 self.auth_failing = answer.auth_failed
 
     def count_drops(self, drops: Drops) -> None:
-        self.count(queue_full=drops.queue_full, too_old=drops.too_old)
+        self.count(queue_full=drops.queue_full, too_old=drops.too_old, disk_full=drops.disk_full)
 
     def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
         g = GaugeMetricFamily(name, doc, labels=list(self._identity))
@@ -218,6 +214,8 @@ class Pusher:
         self._last_ts = 0
         self._failing_since: float | None = None
         self._failing_kind = ""
+        self._disk_full = False
+        self._sender_error = ""
         self._logged: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -266,9 +264,24 @@ class Pusher:
             samples[gone] = STALE_NAN
         self._previous = current
         self.metrics.count_drops(self.queue.append(ts, list(samples.items())))
+        self._note_disk()
         self._last_ts = ts
         self._wake.set()
         return len(samples)
+
+    def _note_disk(self) -> None:
+        """The real error of a full disk, once when it starts; one line when there is room again."""
+        error = self.queue.disk_error
+        if error is not None and not self._disk_full:
+            log.error(
+                "push: the disk under the queue %s is full (%s): the oldest queued samples are dropped to"
+                ' make room, counted in hotspot_push_samples_dropped_total{reason="disk_full"}',
+                self.queue.path,
+                error,
+            )
+        elif error is None and self._disk_full:
+            log.info("push: the disk under the queue has room again")
+        self._disk_full = error is not None
 
     def _snapshot_loop(self) -> None:
         interval = self.settings.interval_s
@@ -305,10 +318,13 @@ class Pusher:
                     self.queue.consume(batch)
                 else:
                     self.queue.release(batch)
+                self._sender_error = ""
             except QueueClosed:
                 return
             except Exception as exc:  # e.g. a disk error: keep the thread, try again shortly
-                log.error("push: sender error: %s", exc)
+                if str(exc) != self._sender_error:  # once, not every 5 s
+                    log.error("push: sender error (retrying every 5 s): %s", exc)
+                    self._sender_error = str(exc)
                 self._stop.wait(5.0)
 
     def _deliver(self, batch: Batch) -> bool:
