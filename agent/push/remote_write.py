@@ -25,6 +25,7 @@ import cramjam
 
 import agent
 from agent.push.settings import PushSettings
+from agent.redact import Redactor, basic_credential
 
 # The names Prometheus' data model allows (the 2.42 receiver does not check them: the client must).
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -245,20 +246,19 @@ class RemoteWriteClient:
             "X-Prometheus-Remote-Write-Version": "0.1.0",
             "User-Agent": f"hotspot-agent/{agent.__version__}",
         }
+        secrets: list[str] = []
         if settings.basic_auth is not None:
-            import base64
-
-            pair = f"{settings.basic_auth.username}:{settings.basic_auth.password.reveal()}"
-            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            password = settings.basic_auth.password.reveal()
+            credential = basic_credential(settings.basic_auth.username, password)
+            self._headers["Authorization"] = "Basic " + credential
+            secrets += [password, credential]
         elif settings.bearer_token is not None:
-            self._headers["Authorization"] = "Bearer " + settings.bearer_token.reveal()
+            secrets.append(settings.bearer_token.reveal())
+            self._headers["Authorization"] = "Bearer " + secrets[-1]
         self._conn: http.client.HTTPConnection | None = None
-        # Receivers may echo credentials in error bodies (vmauth does): never let them reach a log.
-        self._secrets = [v for v in (self._headers.get("Authorization", "").partition(" ")[2],) if v]
-        if settings.basic_auth is not None:
-            self._secrets.append(settings.basic_auth.password.reveal())
-        if settings.bearer_token is not None:
-            self._secrets.append(settings.bearer_token.reveal())
+        # Receivers may echo credentials (vmauth does) and send control characters: every text
+        # from the receiver goes through this before it reaches an Answer, and so a log.
+        self._redact = Redactor(secrets)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -315,11 +315,6 @@ class RemoteWriteClient:
             return Answer(0, self._redact(f"{type(exc).__name__}: {exc}")[:500])
         finally:
             done.set()
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<secret>")
-        return text
 
     def close(self) -> None:
         if self._conn is not None:
