@@ -65,6 +65,7 @@ def queue_state(state: Path) -> tuple[int, int]:
         db.close()
 
 
+@pytest.mark.slow
 def test_full_disk_drops_oldest_counts_once_logs_once_and_recovers(small_disk: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO)
     filler = small_disk / "filler"

@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 
 JOB = "hotspot-agent"
 QUEUE_FILE = "push-queue.sqlite"
-DROP_REASONS = ("queue_full", "too_old", "rejected", "disk_full")
+DROP_REASONS = ("queue_full", "too_old", "rejected", "disk_full", "clock")
+# A clock before this has never been set (a Raspberry Pi without RTC boots in 1970): 2025-01-01.
+CLOCK_FLOOR_S = 1735689600.0
+# Samples stamped further ahead of a set clock were stamped by a clock that was ahead (then stepped).
+FUTURE_TOLERANCE_S = 600.0
 _STOP_TIMEOUT_S = 3.0
 THREAD_NAMES = ("push-snapshot", "push-send")  # also the OS thread names (ps -L, /proc/PID/task/*/comm)
 
@@ -70,6 +74,7 @@ class PushMetrics:
         self.auth_failures = 0
         self.auth_failing = False
         self.queue: SampleQueue | None = None
+        self.clock: Callable[[], float] = time.time
 
     def count(self, sent: int = 0, retried: int = 0, **dropped: int) -> None:
         with self._lock:
@@ -119,7 +124,7 @@ class PushMetrics:
             except QueueClosed:
                 stats = None
             if stats is not None:
-                age = 0.0 if stats.oldest_ms is None else max(0.0, time.time() - stats.oldest_ms / 1000)
+                age = 0.0 if stats.oldest_ms is None else max(0.0, self.clock() - stats.oldest_ms / 1000)
                 yield self._gauge("hotspot_push_queue_samples", "Samples waiting to be sent.", stats.samples)
                 yield self._gauge("hotspot_push_queue_bytes", "Disk used by the push queue.", stats.bytes)
                 yield self._gauge(
@@ -195,8 +200,10 @@ class Pusher:
         registry: CollectorRegistry,
         state_dir: Path,
         identity_labels: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._clock = clock  # the wall clock, Unix seconds: snapshot stamps and sample ages
         self._registry = registry
         self._instance = identity_labels.get("site", "")
         self.queue = SampleQueue(
@@ -204,6 +211,7 @@ class Pusher:
         )
         self.metrics = PushMetrics(identity_labels)
         self.metrics.queue = self.queue
+        self.metrics.clock = clock
         self._client = RemoteWriteClient(settings)
         parts = urlsplit(settings.url)
         self._where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)  # no secrets
@@ -251,8 +259,29 @@ class Pusher:
 
     def snapshot(self) -> int:
         """Queue one snapshot of the registry now; returns the number of samples queued."""
-        ts = max(int(time.time() * 1000), self._last_ts + 1)  # one series never gets two equal times
+        now = self._clock()
         samples, refused = snapshot_samples(self._registry, self._instance)
+        if now < CLOCK_FLOOR_S:  # stamps from an unset clock would be refused or misplaced
+            self.metrics.count(clock=len(samples))
+            self._log_once(
+                "clock-unset",
+                "push: the clock reads %s, so it has not been set: snapshots are not queued until it is"
+                ' (NTP); counted in hotspot_push_samples_dropped_total{reason="clock"}',
+                time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now)),
+            )
+            return 0
+        # Stamped with the wall clock at snapshot time. Stamps of one series must increase, so the
+        # same millisecond (or a sub-second step back) gets the previous stamp + 1 ms; after a
+        # larger step back the wall clock is followed again rather than stamping into the future.
+        ts = int(now * 1000)
+        if 0 <= self._last_ts - ts < 1000:
+            ts = self._last_ts + 1
+        elif ts < self._last_ts:
+            self._log_once(
+                f"clock-back:{self._last_ts}",
+                "push: the clock stepped back %.0f s; snapshots follow it",
+                (self._last_ts - ts) / 1000,
+            )
         if refused:
             self.metrics.count(rejected=len(refused))
             self._log_once(
@@ -305,11 +334,14 @@ class Pusher:
         last_expire = 0.0
         while not self._stop.is_set():
             try:
-                now = time.time()
-                if now - last_expire >= 10:
+                now = self._clock()
+                if abs(now - last_expire) >= 10:
                     self.metrics.count_drops(self.queue.expire(int(now * 1000)))
                     last_expire = now
-                batch = self.queue.peek(self.settings.max_samples_per_request, int(now * 1000))
+                # With a set clock, samples stamped far ahead of it were stamped by a clock that was
+                # ahead: a receiver taking them would move its head into the future. Never sent.
+                latest = int((now + FUTURE_TOLERANCE_S) * 1000) if now >= CLOCK_FLOOR_S else None
+                batch = self.queue.peek(self.settings.max_samples_per_request, int(now * 1000), latest)
                 if batch is None:
                     self._wake.wait(1.0)
                     self._wake.clear()
@@ -329,9 +361,17 @@ class Pusher:
 
     def _deliver(self, batch: Batch) -> bool:
         """Settle a batch: True when it may leave the queue, False to leave it queued (stopping, aged)."""
-        if batch.too_old:
-            self.metrics.count(too_old=batch.too_old)
-            batch.too_old = 0  # counted once even if the batch is released and peeked again
+        if batch.too_old or batch.future:
+            self.metrics.count(too_old=batch.too_old, clock=batch.future)
+            if batch.future:
+                self._log_once(
+                    "clock-future",
+                    "push: not sending %d samples stamped over %.0f s ahead of the clock (it was ahead"
+                    " when they were taken)",
+                    batch.future,
+                    FUTURE_TOLERANCE_S,
+                )
+            batch.too_old = batch.future = 0  # counted once even if the batch is released and peeked again
         if not batch.entries:
             return True
         answer = self._post(batch.entries)
@@ -403,7 +443,7 @@ class Pusher:
             self._log_failure(answer)
             if self._stop.wait(self._backoff(attempt, answer.retry_after_s)):
                 return None
-            if entries[0][1] < (time.time() - self.settings.max_sample_age_s) * 1000:
+            if entries[0][1] < (self._clock() - self.settings.max_sample_age_s) * 1000:
                 return None  # aged out while retrying: give the batch back so the age limit applies
             attempt += 1
             self.metrics.count(retried=len(entries))

@@ -61,6 +61,7 @@ class Batch:
     entries: list[tuple[int, int, bytes]]  # (series id, timestamp ms, 8-byte value)
     too_old: int  # samples in the range that were too old to send (dropped when consumed)
     ends: list[tuple[int, int | None]] = field(default_factory=list)  # (block id, new sent or None: delete)
+    future: int = 0  # samples stamped later than the caller's latest_ms (a clock that was ahead)
 
 
 @dataclass(frozen=True)
@@ -390,8 +391,9 @@ class SampleQueue:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def peek(self, max_samples: int, now_ms: int) -> Batch | None:
-        """The oldest samples, up to max_samples to send; too-old ones are counted, not returned."""
+    def peek(self, max_samples: int, now_ms: int, latest_ms: int | None = None) -> Batch | None:
+        """The oldest samples, up to max_samples to send; too old ones (and ones stamped after
+        latest_ms) are counted, not returned."""
         with self._lock:
             self._check_open()
             cutoff = now_ms - self.max_age_ms
@@ -405,6 +407,8 @@ class SampleQueue:
                 for entry in entries[sent:end]:
                     if entry[1] < cutoff:
                         batch.too_old += 1
+                    elif latest_ms is not None and entry[1] > latest_ms:
+                        batch.future += 1
                     else:
                         batch.entries.append(entry)
                 taken += end - sent
