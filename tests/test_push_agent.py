@@ -21,7 +21,7 @@ from agent.push.pusher import THREAD_NAMES, Pusher
 from agent.push.queue import QueueError
 from agent.push.settings import PushSettings
 from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.test_push_support import Receiver
+from tests.test_push_support import Receiver, start_vmauth
 
 INTERVAL_S = 0.5
 SITE = "nd-14161-tyt"
@@ -123,4 +123,59 @@ def test_agent_pushes_each_snapshot_once_across_outage_and_sigkill(tmp_path: Pat
     finally:
         for a in agents:
             a.stop()
+        vm.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (shutil.which("vmauth") and shutil.which("victoria-metrics")), reason="needs VM and vmauth"
+)
+def test_agent_with_a_wrong_password_loses_nothing_once_reloaded_with_the_right_one(tmp_path: Path) -> None:
+    """The agent pushes through vmauth with a wrong password (refused, kept, metric raised); the file is
+    corrected and the agent reloaded (SIGHUP): every snapshot since the start arrives exactly once."""
+    vm = Receiver("victoria", tmp_path)
+    vm.start()
+    vmauth, url = start_vmauth(vm, tmp_path)
+    password = tmp_path / "push-password"
+    password.write_text("wr0ng-pass-4321\n")
+    config = (
+        site_yaml(SITE)
+        + LOOPBACK_PROBES
+        + f"push: {{enabled: true, url: '{url}', interval_s: {INTERVAL_S}, min_backoff_s: 0.2,"
+        f" max_backoff_s: 0.5, timeout_s: 2, basic_auth: {{username: nd-13636-ubnd,"
+        f" password: {{file: '{password}'}}}}}}\n"
+    )
+    agent = None
+    try:
+        agent = start_agent(config, tmp_path / "agent")
+        started = time.time()
+        wait_until(lambda: "hotspot_push_auth_failing{" in agent.metrics(), 10, "the metric")
+        wait_until(
+            lambda: (
+                re.search(r"^hotspot_push_auth_failing\{[^}]*\} 1\.0$", agent.metrics(), re.M) is not None
+            ),
+            10,
+            "refused pushes",
+        )
+        time.sleep(2)
+        assert vm.samples("hotspot_agent_clock_seconds") == {}
+        password.write_text("change-me-13636\n")
+        agent.signal(signal.SIGHUP)
+        wait_until(lambda: queue_samples(agent) == 0, 30, "the backlog to drain after the reload")
+        assert "config reloaded" in agent.log() and "refuses the push credentials" in agent.log()
+        assert "wr0ng-pass" not in agent.log() and "change-me" not in agent.log()
+        assert agent.stop() == 0
+        (points,) = vm.samples("hotspot_agent_clock_seconds").values()
+        stamps = [t for t, _ in points]
+        assert stamps == sorted(set(stamps))
+        assert stamps[0] < (started + 1.5) * 1000  # the snapshots taken while refused are there
+        gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
+        assert max(gaps) < 1.5 * INTERVAL_S + 1.0, max(gaps)  # none lost (the reload's pause at most)
+        # one pusher at a time: only the restarted pusher's first snapshot may come early
+        assert sum(g < 0.6 * INTERVAL_S for g in gaps) <= 1, gaps
+    finally:
+        if agent is not None:
+            agent.stop()
+        vmauth.terminate()
+        vmauth.wait(10)
         vm.stop()

@@ -24,7 +24,7 @@ from agent.push.pusher import DROP_REASONS, QUEUE_FILE, Pusher
 from agent.push.queue import SampleQueue
 from agent.push.remote_write import encode_labels
 from agent.push.settings import PushSettings
-from tests.test_push_support import Receiver, TinyReceiver, free_port, have, seq_registry
+from tests.test_push_support import Receiver, TinyReceiver, have, seq_registry, start_vmauth
 
 OUTAGE_S = float(os.environ.get("PUSH_OUTAGE_S", "20"))
 LONG_OUTAGE_S = float(os.environ.get("PUSH_LONG_OUTAGE_S", "0"))
@@ -354,20 +354,6 @@ def test_invalid_series_are_never_sent_and_counted_as_rejected(tmp_path):
     assert pusher.metrics.dropped["rejected"] >= 2
 
 
-def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """vmauth with docs/vmauth.example.yml in front of vm; returns the process and the write URL."""
-    port = free_port()
-    example = (ROOT / "docs" / "vmauth.example.yml").read_text()
-    config = tmp_path / "vmauth.yml"
-    config.write_text(example.replace("http://127.0.0.1:8428", vm.base))
-    proc = subprocess.Popen(
-        ["vmauth", f"-auth.config={config}", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR"],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_until(lambda: _port_open(port), 20, "vmauth")
-    return proc, f"http://127.0.0.1:{port}/api/v1/write"
-
-
 @needs_victoria
 def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
     """Behind the documented vmauth config, a site's pushes carry its own site label whatever it sends."""
@@ -455,10 +441,3 @@ def test_wrong_then_corrected_password_loses_nothing(tmp_path):
         proc.terminate()
         proc.wait(10)
         vm.stop()
-
-
-def _port_open(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -201,6 +201,26 @@ class TinyReceiver:
         self.server.server_close()
 
 
+def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """vmauth with docs/vmauth.example.yml in front of vm; returns the process and the write URL."""
+    port = free_port()
+    example = (ROOT / "docs" / "vmauth.example.yml").read_text()
+    config = tmp_path / "vmauth.yml"
+    config.write_text(example.replace("http://127.0.0.1:8428", vm.base))
+    proc = subprocess.Popen(
+        ["vmauth", f"-auth.config={config}", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}/api/v1/write"
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("vmauth did not start")
+
+
 def seq_registry(series: int = 3, gen: int = 0):  # type: ignore[no-untyped-def]
     """A registry whose gauge `pushtest_seq` counts the snapshots taken (one per collect)."""
     from prometheus_client.core import GaugeMetricFamily
