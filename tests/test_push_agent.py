@@ -21,7 +21,7 @@ from agent.push.pusher import THREAD_NAMES, Pusher
 from agent.push.queue import QueueError
 from agent.push.settings import PushSettings
 from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.test_push_support import Receiver, start_vmauth
+from tests.test_push_support import Receiver, start_vmauth, wait_until
 
 INTERVAL_S = 0.5
 SITE = "nd-14161-tyt"
@@ -34,15 +34,6 @@ def thread_names(pid: int) -> list[str]:
 def queue_samples(agent: AgentProcess) -> float | None:
     m = re.search(r"^hotspot_push_queue_samples\{[^}]*\} (\S+)$", agent.metrics(), re.M)
     return float(m.group(1)) if m else None
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_second_pusher_or_second_start_is_refused(tmp_path: Path) -> None:

@@ -17,26 +17,8 @@ import pytest
 
 from agent.push.pusher import Pusher
 from agent.push.remote_write import RemoteWriteClient
-from agent.push.settings import PushSettings
 from agent.schema import BasicAuth, Secret
-from tests.test_push_support import TinyReceiver, seq_registry
-
-
-def settings(url: str, **kw: object) -> PushSettings:
-    base: dict[str, object] = dict(
-        enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=0.4, timeout_s=2.0
-    )
-    base.update(kw)
-    return PushSettings(**base)  # type: ignore[arg-type]
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from tests.test_push_support import TinyReceiver, push_settings, push_until, seq_registry, wait_until
 
 
 class DripServer:
@@ -73,7 +55,7 @@ class DripServer:
 def test_a_dripping_receiver_is_cut_at_timeout_s() -> None:
     """A 200 sent one byte at a time (each byte well within the socket timeout) ends at timeout_s."""
     drip = DripServer(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", every_s=0.3)
-    client = RemoteWriteClient(settings(f"http://127.0.0.1:{drip.port}/api/v1/write", timeout_s=1.0))
+    client = RemoteWriteClient(push_settings(f"http://127.0.0.1:{drip.port}/api/v1/write", timeout_s=1.0))
     try:
         started = time.monotonic()
         answer = client.post(b"x")
@@ -90,7 +72,7 @@ def test_retry_after_never_shortens_the_backoff(tmp_path: Path, retry_after: str
     """`Retry-After: 0` or a past date: requests stay under 1/min_backoff_s a second, then delivery."""
     rx = TinyReceiver([(503, "busy", {"Retry-After": retry_after})] * 10000)
     registry, _ = seq_registry()
-    pusher = Pusher(settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
+    pusher = Pusher(push_settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
     pusher.start()
     try:
         time.sleep(3.0)
@@ -111,13 +93,9 @@ def test_redirect_keeps_the_samples_and_says_to_fix_the_url(tmp_path: Path, capl
     caplog.set_level(logging.INFO)
     where = "https://u:p4ss@elsewhere.example:8427/api/v1/write?token=t0k"
     rx = TinyReceiver([(308, "", {"Location": where})] * 3)
-    registry, _ = seq_registry()
-    pusher = Pusher(settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
-    pusher.start()
     try:
-        wait_until(lambda: 204 in rx.answers, 10, "delivery after the redirects")
+        pusher = push_until(push_settings(rx.write_url), tmp_path, lambda: 204 in rx.answers, "delivery")
     finally:
-        pusher.stop()
         rx.close()
     assert rx.answers[:4] == [308, 308, 308, 204]
     assert rx.requests[0] == rx.requests[3]  # the same samples, delivered after all
@@ -135,7 +113,7 @@ def test_auth_failures_keep_the_queue_and_raise_the_metric(tmp_path: Path, caplo
     rx = TinyReceiver([(401, "Unauthorized"), (403, "Forbidden"), (400, vmauth_400)])
     registry, _ = seq_registry()
     auth = BasicAuth("s1", Secret("wrong"))
-    pusher = Pusher(settings(rx.write_url, basic_auth=auth), registry, tmp_path / "s", {"site": "s1"})
+    pusher = Pusher(push_settings(rx.write_url, basic_auth=auth), registry, tmp_path / "s", {"site": "s1"})
     pusher.start()
     try:
         wait_until(lambda: len(rx.answers) >= 3, 10, "three refusals")

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.push.pusher import Pusher
-from agent.push.settings import PushSettings
-from tests.test_push_support import Receiver, have, seq_registry
+from tests.test_push_support import Receiver, have, push_settings, seq_registry, wait_until
 
 
 class Clock:
@@ -24,21 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return time.time() + self.offset
-
-
-def settings(url: str) -> PushSettings:
-    return PushSettings(
-        enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=0.5, timeout_s=2.0
-    )
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -58,7 +42,7 @@ def test_unset_clock_queues_nothing_then_pushes_once_set(prom: Receiver, tmp_pat
     caplog.set_level(logging.INFO)
     clock = Clock(offset=-time.time() + 5.0)  # 1970-01-01 00:00:05 and counting
     registry, seq = seq_registry()
-    pusher = Pusher(settings(prom.write_url), registry, tmp_path / "s", {"site": "s1"}, clock=clock)
+    pusher = Pusher(push_settings(prom.write_url), registry, tmp_path / "s", {"site": "s1"}, clock=clock)
     pusher.start()
     try:
         wait_until(lambda: seq.n >= 4, 10, "snapshots under the unset clock")
@@ -81,7 +65,7 @@ def test_clock_ahead_then_stepped_back_does_not_poison_or_block(prom: Receiver, 
     back, stamps follow the wall clock again (not the future ones + 1 ms) and reach the receiver."""
     clock = Clock(offset=86400.0)
     registry, _ = seq_registry()
-    pusher = Pusher(settings(prom.write_url), registry, tmp_path / "s", {"site": "s1"}, clock=clock)
+    pusher = Pusher(push_settings(prom.write_url), registry, tmp_path / "s", {"site": "s1"}, clock=clock)
     for _ in range(5):  # queued while the link is not yet used
         pusher.snapshot()
     clock.offset = 0.0  # NTP steps the clock back a day

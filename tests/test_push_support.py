@@ -201,6 +201,38 @@ class TinyReceiver:
         self.server.server_close()
 
 
+def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def push_settings(url: str, **kw):  # type: ignore[no-untyped-def]
+    """Test push settings: 0.5 s snapshots, quick backoff (0.2 to 1 s), 2 s per request."""
+    from agent.push.settings import PushSettings
+
+    base = dict(enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0)
+    base.update(kw)
+    return PushSettings(**base)
+
+
+def push_until(settings, state_dir: Path, until, what: str, timeout_s: float = 20):  # type: ignore[no-untyped-def]
+    """Run a Pusher of seq_registry() with these settings until `until()` holds; returns it stopped."""
+    from agent.push.pusher import Pusher
+
+    registry, _ = seq_registry()
+    pusher = Pusher(settings, registry, state_dir, {"site": "s1"})
+    pusher.start()
+    try:
+        wait_until(until, timeout_s, what)
+    finally:
+        pusher.stop()
+    return pusher
+
+
 def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """vmauth with docs/vmauth.example.yml in front of vm; returns the process and the write URL."""
     port = free_port()
