@@ -147,6 +147,11 @@ def backlog(kind: str, args: argparse.Namespace, days: float, work: Path) -> Non
         elapsed, peak, cpu, sent = drain(receiver, state, 8 * 86400, args.batch)
         time.sleep(1)
         stored = sum(len(v) for v in receiver.samples('{__name__=~"hotspot_bench_.*"}').values())
+        if stored != total:  # a loaded receiver may still be flushing: read once more, say so
+            time.sleep(10)
+            again = sum(len(v) for v in receiver.samples('{__name__=~"hotspot_bench_.*"}').values())
+            print(f"| read back again after 10 s | {again:,} (first read {stored:,}) |")
+            stored = again
         print(
             f"| drain into {kind} | {elapsed:.0f} s ({sent / elapsed:,.0f} samples/s), "
             f"agent CPU {cpu:.0f} s, "

@@ -20,11 +20,19 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
-from agent.push.pusher import QUEUE_FILE, Pusher
+from agent.push.pusher import DROP_REASONS, QUEUE_FILE, Pusher
 from agent.push.queue import SampleQueue
 from agent.push.remote_write import encode_labels
-from agent.push.settings import PushSettings
-from tests.test_push_support import Receiver, TinyReceiver, free_port, have, seq_registry
+from tests.test_push_support import (
+    Receiver,
+    TinyReceiver,
+    have,
+    push_settings,
+    push_until,
+    seq_registry,
+    start_vmauth,
+    wait_until,
+)
 
 OUTAGE_S = float(os.environ.get("PUSH_OUTAGE_S", "20"))
 LONG_OUTAGE_S = float(os.environ.get("PUSH_LONG_OUTAGE_S", "0"))
@@ -34,14 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 needs_prometheus = pytest.mark.skipif(not have("prometheus"), reason="prometheus not installed")
 needs_victoria = pytest.mark.skipif(not have("victoria-metrics"), reason="victoria-metrics not installed")
-
-
-def settings(url: str, **kw) -> PushSettings:
-    base = dict(
-        enabled=True, url=url, interval_s=INTERVAL_S, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0
-    )
-    base.update(kw)
-    return PushSettings(**base)
 
 
 @pytest.fixture
@@ -55,15 +55,6 @@ def receiver(request, tmp_path):
         yield r
     finally:
         r.stop()
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def queued(state_dir: Path) -> int:
@@ -94,7 +85,7 @@ def test_samples_arrive_with_scrape_labels_and_snapshot_times(receiver, tmp_path
     """Every snapshot arrives once, labelled like a scrape, at the snapshot's timestamp."""
     registry, seq = seq_registry()
     pusher = Pusher(
-        settings(receiver.write_url), registry, tmp_path / "state", {"site": "s1", "province": "P"}
+        push_settings(receiver.write_url), registry, tmp_path / "state", {"site": "s1", "province": "P"}
     )
     registry.register(pusher.metrics)
     started = time.time()
@@ -124,14 +115,14 @@ def test_samples_arrive_with_scrape_labels_and_snapshot_times(receiver, tmp_path
         gaps = [b - a for (a, _), (b, _) in itertools.pairwise(points)]
         assert all(0.5 * INTERVAL_S * 1000 < g < 2 * INTERVAL_S * 1000 for g in gaps), gaps
     own = receiver.samples("hotspot_push_samples_dropped_total")
-    assert {dict(k)["reason"] for k in own} == {"queue_full", "too_old", "rejected"}
+    assert {dict(k)["reason"] for k in own} == set(DROP_REASONS)
     assert all(dict(k)["province"] == "P" for k in own)
 
 
 def run_outage(receiver: Receiver, tmp_path: Path, outage_s: float) -> None:
     registry, seq = seq_registry()
     state = tmp_path / "state"
-    pusher = Pusher(settings(receiver.write_url), registry, state, {"site": "s1"})
+    pusher = Pusher(push_settings(receiver.write_url), registry, state, {"site": "s1"})
     pusher.start()
     try:
         wait_until(lambda: seq.n >= 3 and queued(state) == 0, 30, "pushing before the outage")
@@ -157,7 +148,7 @@ def run_outage(receiver: Receiver, tmp_path: Path, outage_s: float) -> None:
         assert len(during) >= n_during - 1
     assert n_during >= outage_s / INTERVAL_S * 0.8  # snapshots went on while the link was down
     assert pusher.metrics.retried > 0
-    assert pusher.metrics.dropped == {"queue_full": 0, "too_old": 0, "rejected": 0}
+    assert pusher.metrics.dropped == dict.fromkeys(DROP_REASONS, 0)
 
 
 @pytest.mark.parametrize("receiver", ["prometheus", "victoria"], indirect=True)
@@ -233,7 +224,7 @@ def test_disk_cap_drops_oldest_and_receiver_gets_exactly_the_rest(receiver, tmp_
 
     rng = random.Random(5)
     pusher = Pusher(
-        settings(receiver.write_url, max_queue_bytes=256 * 1024),
+        push_settings(receiver.write_url, max_queue_bytes=256 * 1024),
         CollectorRegistry(),
         tmp_path / "s",
         {"site": "s1"},
@@ -265,7 +256,7 @@ def test_too_old_samples_are_dropped_and_do_not_block_the_queue(tmp_path):
     prom.start()
     try:
         pusher = Pusher(
-            settings(prom.write_url, max_sample_age_s=9 * 3600),
+            push_settings(prom.write_url, max_sample_age_s=9 * 3600),
             CollectorRegistry(),
             tmp_path / "s",
             {"site": "s1"},
@@ -293,13 +284,11 @@ def test_too_old_samples_are_dropped_and_do_not_block_the_queue(tmp_path):
 def test_rejected_batch_is_dropped_and_later_batches_flow(tmp_path):
     """A 400 answer drops that batch for good (counted as rejected); the next batches are sent."""
     rx = TinyReceiver([(400, "invalid sample: something the receiver dislikes\n")])
-    registry, _seq = seq_registry()
-    pusher = Pusher(settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
-    pusher.start()
     try:
-        wait_until(lambda: len(rx.requests) >= 4, 20, "four requests")
+        pusher = push_until(
+            push_settings(rx.write_url), tmp_path, lambda: len(rx.requests) >= 4, "four requests"
+        )
     finally:
-        pusher.stop()
         rx.close()
     first = sum(len(s) for _, s in rx.requests[0])
     assert rx.answers[:4] == [400, 204, 204, 204]
@@ -313,13 +302,11 @@ def test_rejected_batch_is_dropped_and_later_batches_flow(tmp_path):
 def test_5xx_and_429_are_retried_with_retry_after_and_then_delivered(tmp_path):
     """503 and 429 (with Retry-After) are retried until accepted; the same samples then arrive once."""
     rx = TinyReceiver([(503, "overloaded"), (429, "slow down")])
-    registry, _ = seq_registry()
-    pusher = Pusher(settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
-    pusher.start()
     try:
-        wait_until(lambda: 204 in rx.answers, 20, "an accepted request")
+        pusher = push_until(
+            push_settings(rx.write_url), tmp_path, lambda: 204 in rx.answers, "an accepted one"
+        )
     finally:
-        pusher.stop()
         rx.close()
     assert rx.answers[:3] == [503, 429, 204]
     assert rx.requests[0] == rx.requests[1] == rx.requests[2]
@@ -342,7 +329,7 @@ def test_invalid_series_are_never_sent_and_counted_as_rejected(tmp_path):
             yield g
 
     registry.register(Bad())
-    pusher = Pusher(settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
+    pusher = Pusher(push_settings(rx.write_url), registry, tmp_path / "s", {"site": "s1"})
     pusher.start()
     try:
         wait_until(lambda: len(rx.requests) >= 2, 20, "two requests")
@@ -359,17 +346,8 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
     """Behind the documented vmauth config, a site's pushes carry its own site label whatever it sends."""
     vm = Receiver("victoria", tmp_path)
     vm.start()
-    port = free_port()
-    example = (ROOT / "docs" / "vmauth.example.yml").read_text()
-    config = tmp_path / "vmauth.yml"
-    config.write_text(example.replace("http://127.0.0.1:8428", vm.base))
-    proc = subprocess.Popen(
-        ["vmauth", f"-auth.config={config}", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR"],
-        stdout=subprocess.DEVNULL,
-    )
+    proc, url = start_vmauth(vm, tmp_path)
     try:
-        url = f"http://127.0.0.1:{port}/api/v1/write"
-        wait_until(lambda: _port_open(port), 20, "vmauth")
         from agent.schema import BasicAuth, Secret
 
         registry = CollectorRegistry()
@@ -382,13 +360,13 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
 
         registry.register(Liar())
         good = Pusher(
-            settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),
+            push_settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),
             registry,
             tmp_path / "a",
             {"site": "nd-13636-ubnd"},
         )
         bad = Pusher(
-            settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("wrong"))),
+            push_settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("wrong"))),
             registry,
             tmp_path / "b",
             {"site": "nd-13636-ubnd"},
@@ -396,13 +374,13 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
         good.start()
         bad.start()
         try:
-            wait_until(lambda: good.metrics.sent >= 2 and bad.metrics.dropped["rejected"] >= 2, 20, "pushes")
+            wait_until(lambda: good.metrics.sent >= 2 and bad.metrics.auth_failures >= 2, 20, "pushes")
         finally:
             good.stop()
             bad.stop()
         got = vm.samples("pushtest_site")
         assert {dict(k)["site"] for k in got} == {"nd-13636-ubnd"}
-        assert bad.metrics.sent == 0
+        assert bad.metrics.sent == 0 and bad.metrics.dropped["rejected"] == 0
         assert "change-me" not in caplog.text and "wrong" not in caplog.text
         assert "bmQtMTM2MzYtdWJuZDp3cm9uZw" not in caplog.text  # base64 of the credentials vmauth echoes
     finally:
@@ -411,8 +389,42 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
         vm.stop()
 
 
-def _port_open(port: int) -> bool:
-    import socket
+@needs_victoria
+def test_wrong_then_corrected_password_loses_nothing(tmp_path):
+    """Pushing through vmauth with a wrong password keeps every snapshot; once corrected, all arrive once."""
+    from agent.schema import BasicAuth, Secret
 
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    vm = Receiver("victoria", tmp_path)
+    vm.start()
+    proc, url = start_vmauth(vm, tmp_path)
+    registry, seq = seq_registry()
+    state = tmp_path / "s"
+    try:
+        wrong = Pusher(
+            push_settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("wrong"))), registry, state, {}
+        )
+        wrong.start()
+        wait_until(lambda: seq.n >= 6 and wrong.metrics.auth_failures >= 3, 20, "refused pushes")
+        wrong.stop()
+        assert wrong.metrics.auth_failing and wrong.metrics.sent == 0
+        assert wrong.metrics.dropped == dict.fromkeys(DROP_REASONS, 0)
+        taken_while_wrong = seq.n
+        fixed = Pusher(  # as after a reload with the corrected password: same queue
+            push_settings(url, basic_auth=BasicAuth("nd-13636-ubnd", Secret("change-me-13636"))),
+            registry,
+            state,
+            {},
+        )
+        fixed.start()
+        wait_until(lambda: seq.n >= taken_while_wrong + 2 and queued(state) <= 3, 20, "the backlog to drain")
+        fixed.stop()
+        assert not fixed.metrics.auth_failing
+        got = seq_values(vm)
+        assert len(got) == 3
+        for points in got.values():
+            assert_complete(points)  # 1, 2, 3, ... none missing, none twice
+            assert len(points) >= taken_while_wrong
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        vm.stop()

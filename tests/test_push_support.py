@@ -153,12 +153,18 @@ class Receiver:
 
 
 class TinyReceiver:
-    """Answers remote-write requests with the given statuses in turn (then 204), recording them."""
+    """Answers remote-write requests with the given statuses in turn (then 204), recording them.
 
-    def __init__(self, statuses: list[tuple[int, str]]) -> None:
+    Each answer is (status, body) or (status, body, {header: value}); `times` holds each request's
+    arrival (monotonic seconds) and `auth` its Authorization header.
+    """
+
+    def __init__(self, statuses: list[tuple[int, str]] | list[tuple[int, str, dict[str, str]]]) -> None:
         self.statuses = list(statuses)
         self.requests: list[list[tuple[dict[str, str], list[tuple[int, float]]]]] = []
         self.answers: list[int] = []
+        self.times: list[float] = []
+        self.auth: list[str | None] = []
         owner = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -167,13 +173,17 @@ class TinyReceiver:
                 assert self.headers["Content-Encoding"] == "snappy"
                 assert self.headers["Content-Type"] == "application/x-protobuf"
                 assert self.headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
-                status, text = owner.statuses.pop(0) if owner.statuses else (204, "")
+                status, text, *extra = owner.statuses.pop(0) if owner.statuses else (204, "")
                 owner.requests.append(decode_write_request(body))
                 owner.answers.append(status)
+                owner.times.append(time.monotonic())
+                owner.auth.append(self.headers["Authorization"])
                 payload = text.encode()
                 self.send_response(status)
                 if status == 429:
                     self.send_header("Retry-After", "1")
+                for key, value in (extra[0] if extra else {}).items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -189,6 +199,58 @@ class TinyReceiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def push_settings(url: str, **kw):  # type: ignore[no-untyped-def]
+    """Test push settings: 0.5 s snapshots, quick backoff (0.2 to 1 s), 2 s per request."""
+    from agent.push.settings import PushSettings
+
+    base = dict(enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0)
+    base.update(kw)
+    return PushSettings(**base)
+
+
+def push_until(settings, state_dir: Path, until, what: str, timeout_s: float = 20):  # type: ignore[no-untyped-def]
+    """Run a Pusher of seq_registry() with these settings until `until()` holds; returns it stopped."""
+    from agent.push.pusher import Pusher
+
+    registry, _ = seq_registry()
+    pusher = Pusher(settings, registry, state_dir, {"site": "s1"})
+    pusher.start()
+    try:
+        wait_until(until, timeout_s, what)
+    finally:
+        pusher.stop()
+    return pusher
+
+
+def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """vmauth with docs/vmauth.example.yml in front of vm; returns the process and the write URL."""
+    port = free_port()
+    example = (ROOT / "docs" / "vmauth.example.yml").read_text()
+    config = tmp_path / "vmauth.yml"
+    config.write_text(example.replace("http://127.0.0.1:8428", vm.base))
+    proc = subprocess.Popen(
+        ["vmauth", f"-auth.config={config}", f"-httpListenAddr=127.0.0.1:{port}", "-loggerLevel=ERROR"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"http://127.0.0.1:{port}/api/v1/write"
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("vmauth did not start")
 
 
 def seq_registry(series: int = 3, gen: int = 0):  # type: ignore[no-untyped-def]

@@ -57,6 +57,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
+from agent.redact import Redactor
 from agent.result import reason_for
 
 MIB = 1 << 20
@@ -868,8 +869,8 @@ def measure(
             raise EngineError("limit", limit_detail, finish())
         return finish()
     except EngineError as exc:
-        if exc.partial is None:
-            raise EngineError(exc.reason, exc.detail, finish()) from None
-        raise
+        # Details quote the server's answers: no token (in any encoding), no control characters.
+        detail = Redactor([token])(exc.detail)
+        raise EngineError(exc.reason, detail, finish() if exc.partial is None else exc.partial) from None
     finally:
         pinger.close()

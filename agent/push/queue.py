@@ -13,7 +13,10 @@ Everything the queue accepted is committed before `append` returns (it survives 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import itertools
+import os
 import sqlite3
 import struct
 import threading
@@ -21,11 +24,19 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 # A NaN payload that no float arithmetic produces: marks "series absent in this snapshot".
 ABSENT = struct.pack("<Q", 0x7FF4AB5E00000001)
 _VERSION = 1
 _HEADER = struct.Struct("<BII")  # version, series, snapshots
+_DISK_RESERVE = 640 * 1024  # left free on the file system: the WAL (wal_autocheckpoint) and one block
+_ROOM_ATTEMPTS = 12  # deleting 1, 2, 4 ... 2048 of the oldest blocks to fit a snapshot on a full disk
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL ("database or disk is full"), also as an extended code."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
 
 
 @dataclass
@@ -34,10 +45,12 @@ class Drops:
 
     queue_full: int = 0
     too_old: int = 0
+    disk_full: int = 0
 
     def __iadd__(self, other: Drops) -> Drops:
         self.queue_full += other.queue_full
         self.too_old += other.too_old
+        self.disk_full += other.disk_full
         return self
 
 
@@ -48,6 +61,7 @@ class Batch:
     entries: list[tuple[int, int, bytes]]  # (series id, timestamp ms, 8-byte value)
     too_old: int  # samples in the range that were too old to send (dropped when consumed)
     ends: list[tuple[int, int | None]] = field(default_factory=list)  # (block id, new sent or None: delete)
+    future: int = 0  # samples stamped later than the caller's latest_ms (a clock that was ahead)
 
 
 @dataclass(frozen=True)
@@ -149,14 +163,20 @@ class SampleQueue:
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            self._lockfile = _lock_exclusively(Path(f"{path}.lock"))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives power loss too
             self._db.execute("PRAGMA journal_size_limit=4194304")
+            self._db.execute(
+                "PRAGMA wal_autocheckpoint=128"
+            )  # a WAL of at most ~0.5 MiB: room for a full disk
             self._db.executescript(_SCHEMA)
             self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
             rows = self._db.execute("SELECT id, labels FROM series").fetchall()
+        except QueueError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise QueueError(f"cannot open the push queue {path}: {exc}") from None
         self._sids = {bytes(lb): sid for sid, lb in rows}
@@ -165,42 +185,111 @@ class SampleQueue:
         self._recent: set[int] = set()  # series of the latest snapshot, kept when unused ones go
         self._cache: tuple[int, list[tuple[int, int, bytes]]] | None = None
         self._closed = False
+        self.disk_error: str | None = None  # why the disk is full, while it is
 
     # -- writing -------------------------------------------------------------------------------
 
     def append(self, ts_ms: int, samples: Sequence[tuple[bytes, bytes]]) -> Drops:
-        """Queue one snapshot: (encoded labels, 8-byte value) pairs sharing one timestamp."""
+        """Queue one snapshot: (encoded labels, 8-byte value) pairs sharing one timestamp.
+
+        When the disk is full, the oldest blocks are deleted (1, 2, 4... at a time) until the
+        snapshot fits; if nothing more can go, the snapshot itself is lost. Either way the loss is
+        returned as Drops.disk_full, and `disk_error` holds the error until there is room again.
+        """
         if not samples:
             return Drops()
         with self._lock:
             self._check_open()
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                values: dict[int, bytes] = {}
-                for labels, value in samples:
-                    sid = self._sids.get(labels)
-                    if sid is None:
-                        cur = self._db.execute("INSERT INTO series (labels) VALUES (?)", (labels,))
-                        sid = int(cur.lastrowid or 0)
-                        self._sids[labels] = sid
-                        self._labels[sid] = labels
-                    values[sid] = value
-                sids = sorted(values)
-                body = encode_block([ts_ms], sids, [b"".join(values[s] for s in sids)])
-                self._db.execute(
-                    "INSERT INTO blocks (first_ms, last_ms, snapshots, samples, body) VALUES (?, ?, 1, ?, ?)",
-                    (ts_ms, ts_ms, len(sids), body),
-                )
-                self._recent = set(sids)
-                self._merge_tail()
-                drops = self._enforce_limits(ts_ms)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            if drops.queue_full:
-                self._db.execute("PRAGMA incremental_vacuum")
+            drops = Drops()
+            for attempt in range(_ROOM_ATTEMPTS):
+                try:
+                    drops += self._write(ts_ms, samples)
+                    # room again only with a margin, so an episode at the limit does not flap
+                    roomy = not drops.disk_full and self._disk_cap() - self._used_bytes() > _DISK_RESERVE
+                    if self.disk_error is not None and roomy:
+                        self.disk_error = None
+                    return drops
+                except sqlite3.OperationalError as exc:
+                    if not _disk_full(exc):
+                        raise
+                    self.disk_error = str(exc)
+                if attempt:  # first try emptying the WAL alone: that loses nothing
+                    freed = self._drop_oldest(2 ** (attempt - 1))
+                    if freed is None:
+                        break
+                    drops.disk_full += freed
+                self._checkpoint()
+            drops.disk_full += len(samples)
             return drops
+
+    def _write(self, ts_ms: int, samples: Sequence[tuple[bytes, bytes]]) -> Drops:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            values: dict[int, bytes] = {}
+            new: list[bytes] = []
+            for labels, value in samples:
+                sid = self._sids.get(labels)
+                if sid is None:
+                    cur = self._db.execute("INSERT INTO series (labels) VALUES (?)", (labels,))
+                    sid = int(cur.lastrowid or 0)
+                    new.append(labels)
+                    self._sids[labels] = sid
+                    self._labels[sid] = labels
+                values[sid] = value
+            sids = sorted(values)
+            body = encode_block([ts_ms], sids, [b"".join(values[s] for s in sids)])
+            self._db.execute(
+                "INSERT INTO blocks (first_ms, last_ms, snapshots, samples, body) VALUES (?, ?, 1, ?, ?)",
+                (ts_ms, ts_ms, len(sids), body),
+            )
+            self._merge_tail()
+            drops = self._enforce_limits(ts_ms)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            for labels in new:  # the rows went with the transaction: forget their ids too
+                del self._labels[self._sids.pop(labels)]
+            raise
+        self._recent = set(sids)
+        if drops.queue_full:
+            self._db.execute("PRAGMA incremental_vacuum")
+        return drops
+
+    def _drop_oldest(self, blocks: int) -> int | None:
+        """Delete up to `blocks` oldest blocks to make room: their unsent samples, None if none could go."""
+        rows = [
+            r
+            for r in self._db.execute(
+                "SELECT id, samples, sent FROM blocks ORDER BY id LIMIT ?", (blocks + 200,)
+            )
+            if r[0] not in self._inflight
+        ][:blocks]
+        if not rows:
+            return None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM blocks WHERE id = ?", [(bid,) for bid, _, _ in rows])
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            if not _disk_full(exc):
+                raise
+            return None
+        if self._cache is not None and self._cache[0] in {bid for bid, _, _ in rows}:
+            self._cache = None
+        return int(sum(samples - sent for _, samples, sent in rows))
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and start it again from its beginning: pages freed by
+        deleted blocks become reusable, and the WAL's space is reused instead of grown."""
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(RESTART)")
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back after some errors (a full disk): a second ROLLBACK would
+        # replace the real error with "cannot rollback - no transaction is active".
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _merge_tail(self) -> None:
         """Merge the run of small, unsent blocks at the tail once it holds enough samples."""
@@ -252,17 +341,40 @@ class SampleQueue:
             if bid not in self._inflight:
                 self._db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
                 drops.too_old += samples - sent
-        if self._used_bytes() > self.max_bytes:
-            for bid, samples, sent in self._db.execute(
-                "SELECT id, samples, sent FROM blocks ORDER BY id"
+        cap, by_disk = self.max_bytes, False
+        disk_cap = self._disk_cap()
+        if disk_cap < cap:
+            cap, by_disk = disk_cap, True
+        if self._used_bytes() > cap:
+            if by_disk:
+                self.disk_error = f"{self.path.parent} has {disk_cap // 1024} KiB left for the queue"
+            for bid, samples, sent in self._db.execute(  # the newest block stays: it is what the room is for
+                "SELECT id, samples, sent FROM blocks WHERE id < (SELECT MAX(id) FROM blocks) ORDER BY id"
             ).fetchall():
                 if bid in self._inflight:
                     continue
                 self._db.execute("DELETE FROM blocks WHERE id = ?", (bid,))
-                drops.queue_full += samples - sent
-                if self._used_bytes() <= self.max_bytes:
+                if by_disk:
+                    drops.disk_full += samples - sent
+                else:
+                    drops.queue_full += samples - sent
+                if self._used_bytes() <= cap:
                     break
         return drops
+
+    def _disk_cap(self) -> int:
+        """Bytes the queue's pages may use before the file system runs out (keeping room for the WAL).
+
+        Deleted blocks leave free pages in the file that later blocks reuse, so the queue stops
+        growing before SQLite ever meets a full disk (which WAL mode cannot always recover from:
+        a checkpoint needs to grow the file, and freeing space needs the WAL).
+        """
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return self.max_bytes
+        allocated = int(self._db.execute("PRAGMA page_count").fetchone()[0]) * self._page_size
+        return allocated + st.f_bavail * st.f_frsize - _DISK_RESERVE
 
     def expire(self, now_ms: int) -> Drops:
         """Apply the age and size limits now (the sender calls it while the queue is idle)."""
@@ -273,14 +385,15 @@ class SampleQueue:
                 drops = self._enforce_limits(now_ms)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             return drops
 
     # -- reading -------------------------------------------------------------------------------
 
-    def peek(self, max_samples: int, now_ms: int) -> Batch | None:
-        """The oldest samples, up to max_samples to send; too-old ones are counted, not returned."""
+    def peek(self, max_samples: int, now_ms: int, latest_ms: int | None = None) -> Batch | None:
+        """The oldest samples, up to max_samples to send; too old ones (and ones stamped after
+        latest_ms) are counted, not returned."""
         with self._lock:
             self._check_open()
             cutoff = now_ms - self.max_age_ms
@@ -294,6 +407,8 @@ class SampleQueue:
                 for entry in entries[sent:end]:
                     if entry[1] < cutoff:
                         batch.too_old += 1
+                    elif latest_ms is not None and entry[1] > latest_ms:
+                        batch.future += 1
                     else:
                         batch.entries.append(entry)
                 taken += end - sent
@@ -328,7 +443,7 @@ class SampleQueue:
                 self._forget_unused_series()
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             finally:
                 self._inflight.clear()
@@ -365,10 +480,22 @@ class SampleQueue:
             if not self._closed:
                 self._closed = True
                 self._db.close()
+                self._lockfile.close()  # releases the lock
 
     def _check_open(self) -> None:
         if self._closed:
             raise QueueClosed("the push queue is closed")
+
+
+def _lock_exclusively(path: Path) -> IO[bytes]:
+    """One writer per queue file: a second pusher (in this process or another) is refused, not run."""
+    f = path.open("ab")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise QueueError(f"the push queue {path.with_suffix('')} is already used by another pusher") from None
+    return f
 
 
 class QueueError(OSError):

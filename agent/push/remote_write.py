@@ -7,11 +7,15 @@ Label{1: name, 2: value}, Sample{1: double value, 2: int64 timestamp_ms}.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import email.utils
 import http.client
 import re
+import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ import cramjam
 
 import agent
 from agent.push.settings import PushSettings
+from agent.redact import Redactor, basic_credential
 
 # The names Prometheus' data model allows (the 2.42 receiver does not check them: the client must).
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -154,10 +159,10 @@ def decode_write_request(payload: bytes) -> list[tuple[dict[str, str], list[tupl
 
 @dataclass(frozen=True)
 class Answer:
-    """What the receiver said to one request; status 0 means no answer (network error)."""
+    """What the receiver said to one request; status 0 means no (complete) answer."""
 
     status: int
-    reason: str  # the body's first line, or the network error
+    reason: str  # the body's first line, or the network error; redacted
     retry_after_s: float | None = None
 
     @property
@@ -165,8 +170,23 @@ class Answer:
         return 200 <= self.status < 300
 
     @property
+    def auth_failed(self) -> bool:
+        """The receiver refused the credentials (vmauth 1.79 answers a wrong password with 400)."""
+        if self.status in (401, 403, 407):
+            return True
+        return self.status == 400 and "auth token" in self.reason.lower()
+
+    @property
+    def redirect(self) -> bool:
+        """A 3xx: not followed (the credentials would go wherever it points); a configuration problem."""
+        return 300 <= self.status < 400
+
+    @property
     def retryable(self) -> bool:
-        return self.status == 0 or self.status == 429 or self.status >= 500
+        """Kept and sent again after backoff: the receiver may take it later, nothing is wrong with it."""
+        return (
+            self.status == 0 or self.status == 429 or self.status >= 500 or self.auth_failed or self.redirect
+        )
 
     @property
     def too_old(self) -> bool:
@@ -189,6 +209,24 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def name_os_thread(name: str) -> None:
+    """Name the calling thread for the OS (ps -L, /proc/PID/task/*/comm): Python 3.11 does not."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the name is cosmetic
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+
+
+def _where(url: str) -> str:
+    """scheme://host:port/path of a URL, without user info or query (they may carry secrets)."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an unreadable address"
+    if not parts.hostname:
+        return parts.path
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
+
+
 class RemoteWriteClient:
     """POSTs compressed WriteRequests over one kept-alive connection; reconnects after any error."""
 
@@ -208,20 +246,19 @@ class RemoteWriteClient:
             "X-Prometheus-Remote-Write-Version": "0.1.0",
             "User-Agent": f"hotspot-agent/{agent.__version__}",
         }
+        secrets: list[str] = []
         if settings.basic_auth is not None:
-            import base64
-
-            pair = f"{settings.basic_auth.username}:{settings.basic_auth.password.reveal()}"
-            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            password = settings.basic_auth.password.reveal()
+            credential = basic_credential(settings.basic_auth.username, password)
+            self._headers["Authorization"] = "Basic " + credential
+            secrets += [password, credential]
         elif settings.bearer_token is not None:
-            self._headers["Authorization"] = "Bearer " + settings.bearer_token.reveal()
+            secrets.append(settings.bearer_token.reveal())
+            self._headers["Authorization"] = "Bearer " + secrets[-1]
         self._conn: http.client.HTTPConnection | None = None
-        # Receivers may echo credentials in error bodies (vmauth does): never let them reach a log.
-        self._secrets = [v for v in (self._headers.get("Authorization", "").partition(" ")[2],) if v]
-        if settings.basic_auth is not None:
-            self._secrets.append(settings.basic_auth.password.reveal())
-        if settings.bearer_token is not None:
-            self._secrets.append(settings.bearer_token.reveal())
+        # Receivers may echo credentials (vmauth does) and send control characters: every text
+        # from the receiver goes through this before it reaches an Answer, and so a log.
+        self._redact = Redactor(secrets)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
@@ -234,25 +271,50 @@ class RemoteWriteClient:
         return self._conn
 
     def post(self, body: bytes) -> Answer:
-        """Send one compressed WriteRequest; never raises for network trouble."""
+        """Send one compressed WriteRequest; never raises for network trouble.
+
+        One deadline (timeout_s) covers connecting, sending and the whole answer: the socket
+        timeout alone is per read, so a receiver dripping a byte at a time could hold a request
+        for ever. At the deadline a timer shuts the socket down, which ends any blocked read.
+        """
+        conn = self._connection()
+        expired = threading.Event()
+
+        def cut() -> None:
+            expired.set()
+            sock = conn.sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        done = threading.Event()
+
+        def watch() -> None:
+            name_os_thread("push-deadline")  # not the sender's name, which it would inherit
+            if not done.wait(self._timeout):
+                cut()
+
+        threading.Thread(target=watch, name="push-deadline", daemon=True).start()
         try:
-            conn = self._connection()
             conn.request("POST", self._path, body=body, headers=self._headers)
             resp = conn.getresponse()
             text = resp.read(64 * 1024).decode("utf-8", "replace")
+            if expired.is_set() and not 200 <= resp.status < 300:
+                raise TimeoutError  # an answer cut short at the deadline says nothing reliable
             retry_after = parse_retry_after(resp.getheader("Retry-After"), time.time())
             if resp.will_close or not resp.isclosed():
                 self.close()  # unread body or server closing: start afresh next time
             first = text.strip().splitlines()[0] if text.strip() else resp.reason
+            if 300 <= resp.status < 400:
+                first = f"redirects to {_where(resp.getheader('Location') or '')}"
             return Answer(resp.status, self._redact(first)[:500], retry_after)
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return Answer(0, f"{type(exc).__name__}: {exc}"[:500])
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "<secret>")
-        return text
+            if expired.is_set():
+                return Answer(0, f"no complete answer within timeout_s ({self._timeout:g} s)")
+            return Answer(0, self._redact(f"{type(exc).__name__}: {exc}")[:500])
+        finally:
+            done.set()
 
     def close(self) -> None:
         if self._conn is not None:

@@ -29,7 +29,7 @@ class PushSettings:
     max_queue_bytes: int = check(positive, default=64 * MIB)
     # Must stay below what the receiver accepts (Prometheus: its out_of_order_time_window).
     max_sample_age_s: float = check(positive, default=float(DEFAULT_MAX_SAMPLE_AGE_S))
-    timeout_s: float = check(positive, default=30.0)  # one request, connect to answer
+    timeout_s: float = check(positive, default=30.0)  # one deadline: connect, send, the whole answer
     min_backoff_s: float = check(positive, default=1.0)
     max_backoff_s: float = check(positive, default=60.0)
     tls_ca_file: str = ""  # verify the receiver with this CA bundle instead of the system's
