@@ -109,12 +109,14 @@ def test_per_ip_connection_limit_answers_429(server: SpeedtestServer) -> None:
 
 
 def test_total_connection_limit_answers_503() -> None:
-    """Past the server-wide limit a connection gets 503."""
+    """Past the server-wide limit a connection gets 503 when no connection waits for its head."""
     s = start(ServerSettings(max_connections=1))
     try:
-        first = conn(s)
-        first.request("GET", "/empty")
-        first.getresponse().read()
+        first = conn(s)  # mid-upload: being served, so not one to close for room
+        first.putrequest("POST", "/empty")
+        first.putheader("Content-Length", "10")
+        first.endheaders(b"x")
+        time.sleep(0.2)
         status, body = get(s, "/empty")
         assert status == 503 and b"server full" in body
         first.close()
