@@ -39,6 +39,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+LINGER_S = 2.0  # how long a closing connection may keep sending what we will not read
+LINGER_BYTES = 1 << 20
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -60,7 +62,7 @@ class Limits:
 class _Conn:
     """One client connection while it belongs to the selector or a worker."""
 
-    __slots__ = ("addr", "buf", "deadline", "handshaken", "ip", "scanned", "sock")
+    __slots__ = ("addr", "buf", "deadline", "handshaken", "ip", "lingering", "scanned", "sock")
 
     def __init__(self, sock: socket.socket, addr: Any, deadline: float, handshaken: bool) -> None:
         self.sock = sock
@@ -70,6 +72,7 @@ class _Conn:
         self.scanned = 0  # bytes of buf already searched for the end of the head
         self.deadline = deadline
         self.handshaken = handshaken
+        self.lingering = -1  # bytes discarded since the answer that closes it; -1: not closing
 
 
 class _Prefixed(io.RawIOBase):
@@ -179,6 +182,7 @@ class GuardedServer:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self._scratch = bytearray(65536)  # where closing connections' bytes go
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()
@@ -323,6 +327,9 @@ class GuardedServer:
                 self._drop(conn)
                 return
             conn.handshaken = True
+        if conn.lingering >= 0:
+            self._discard(conn)
+            return
         limits = self.limits
         while True:
             try:
@@ -352,10 +359,35 @@ class GuardedServer:
             if data is None:
                 return
 
+    def _discard(self, conn: _Conn) -> None:
+        """Read and forget what a closing connection still sends, until it closes its side."""
+        while True:
+            try:
+                n = conn.sock.recv_into(self._scratch)
+            except _WOULD_BLOCK:
+                return
+            except OSError:
+                n = 0
+            conn.lingering += n
+            if not n or conn.lingering > LINGER_BYTES:
+                self._drop(conn)
+                return
+
+    def _linger(self, conn: _Conn) -> None:
+        """Close our side now, theirs when they close it or LINGER_S pass: closing with unread
+        bytes would reset the connection and lose the answer we just sent."""
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        conn.lingering = 0
+        conn.buf = bytearray()
+        conn.deadline = time.monotonic() + LINGER_S
+
     def _expire(self) -> None:
         now = time.monotonic()
         for conn in [c for c in self._pending.values() if c.deadline <= now]:
-            if conn.buf or not conn.handshaken:
+            if conn.lingering >= 0:
+                self._drop(conn)
+            elif conn.buf or not conn.handshaken:
                 self._answer_and_drop(
                     conn, 408, f"request head not complete in {self.limits.head_timeout_s:g} s"
                 )
@@ -372,7 +404,10 @@ class GuardedServer:
                     b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
                     b"Connection: close\r\n\r\n%s" % (status, phrase.encode(), len(body), body)
                 )
-        self._drop(conn)
+            self._linger(conn)
+            self._discard(conn)
+        else:
+            self._drop(conn)
 
     def _drop(self, conn: _Conn) -> None:
         """Close a connection the selector holds."""
@@ -430,15 +465,16 @@ class GuardedServer:
         finally:
             with self._lock:
                 self._busy -= 1
-        if not keep:
-            with contextlib.suppress(OSError):
-                conn.sock.shutdown(socket.SHUT_RDWR)
+        try:
+            conn.sock.setblocking(False)
+        except OSError:
             self._close(conn)
             return
-        conn.sock.setblocking(False)
-        conn.deadline = time.monotonic() + (
-            self.limits.head_timeout_s if conn.buf else self.limits.idle_timeout_s
-        )
+        if not keep:
+            self._linger(conn)
+        else:
+            wait = self.limits.head_timeout_s if conn.buf else self.limits.idle_timeout_s
+            conn.deadline = time.monotonic() + wait
         with self._lock:
             self._returned.append(conn)
         self._wake()
