@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -93,6 +94,82 @@ def test_oversized_upload_is_refused(server: SpeedtestServer) -> None:
     c.endheaders()
     resp = c.getresponse()
     assert resp.status == 413 and b"Content-Length must be 0 to" in resp.read()
+
+
+def read_to_close(s: socket.socket) -> bytes:
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_chunked_upload_is_read_and_counted(server: SpeedtestServer) -> None:
+    """LibreSpeed's command-line client uploads with Transfer-Encoding: chunked: read to the end,
+    counted, and the kept-alive connection serves the next request."""
+    c = conn(server)
+    pieces = [os.urandom(MIB), os.urandom(100_000), os.urandom(1)]
+    c.request("POST", "/empty.php", body=iter(pieces), encode_chunked=True)
+    resp = c.getresponse()
+    assert resp.status == 200 and resp.read() == b""
+    c.request("GET", "/empty.php")
+    assert c.getresponse().status == 200
+    c.close()
+    assert metric(server, "hotspot_speedtest_server_received_bytes_total") == MIB + 100_001
+
+
+def test_chunked_upload_is_bounded_like_any_other(server: SpeedtestServer) -> None:
+    """Chunks adding up past the upload limit (4 MiB here) get 413, as a Content-Length would."""
+    c = conn(server)
+    c.request("POST", "/empty.php", body=iter([os.urandom(MIB)] * 5), encode_chunked=True)
+    resp = c.getresponse()
+    assert resp.status == 413 and b"chunked upload over 4194304 bytes" in resp.read()
+
+
+@pytest.mark.parametrize("size_line", [b"\xc2\xb2", b"0x10", b"+10", b"-1", b"zz"])
+def test_malformed_chunk_size_gets_400(server: SpeedtestServer, size_line: bytes) -> None:
+    """A chunk size that is not plain hex digits is a 400 naming the fault, not a traceback."""
+    with socket.create_connection(server.server_address[:2], timeout=5) as s:
+        s.sendall(
+            b"POST /empty HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\n"
+        )
+        answer = read_to_close(s)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"bad chunk size" in answer
+
+
+def test_request_head_has_one_deadline() -> None:
+    """A head dripped a byte at a time is answered 408 at the head deadline, however often it drips."""
+    s = start(ServerSettings(head_timeout_s=0.5))
+    try:
+        with socket.create_connection(s.server_address[:2], timeout=5) as c:
+            began = time.monotonic()
+            c.sendall(b"GET /empty HTTP/1.1\r\n")
+            answer = b""
+            for _ in range(40):
+                try:
+                    c.sendall(b"X")
+                except OSError:
+                    break
+                c.settimeout(0.05)
+                try:
+                    answer += c.recv(4096)
+                except TimeoutError:
+                    continue
+                if answer:
+                    break
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"not complete in 0.5 s" in answer
+        assert time.monotonic() - began < 1.5
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+def test_oversized_head_gets_431(server: SpeedtestServer) -> None:
+    """A head over 16 KiB, or with over 100 header lines, is answered 431 and closed."""
+    for head in (b"X-Pad: " + b"a" * 20_000 + b"\r\n", b"X-A: b\r\n" * 150):
+        with socket.create_connection(server.server_address[:2], timeout=5) as s:
+            s.sendall(b"GET /empty HTTP/1.1\r\n" + head + b"\r\n")
+            answer = read_to_close(s)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:60]
 
 
 def test_per_ip_connection_limit_answers_429(server: SpeedtestServer) -> None:
