@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 LINGER_S = 2.0  # how long a closing connection may keep sending what we will not read
-LINGER_BYTES = 1 << 20
+LINGER_BYTES = 256 * 1024
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 

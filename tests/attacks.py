@@ -50,11 +50,11 @@ class Watch:
             self.stop.wait(0.05)
 
 
-def start_speedtest_server(*args: str) -> tuple[subprocess.Popen[str], int]:
-    """`python -m collector.speedtest_server --listen 127.0.0.1:0 ARGS`; (process, port)."""
+def start_speedtest_server(*args: str, root: Path = ROOT) -> tuple[subprocess.Popen[str], int]:
+    """`python -m collector.speedtest_server --listen 127.0.0.1:0 ARGS` in `root`; (process, port)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector.speedtest_server", "--listen", "127.0.0.1:0", *args],
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -224,18 +224,20 @@ def normal_client(
 
 
 def parallel_scrapes(
-    port: int, path: str, count: int, headers: dict[str, str] | None = None
+    port: int, path: str, count: int, headers: dict[str, str] | None = None, addresses: int = 0
 ) -> list[tuple[float, float, str]]:
-    """`count` clients connecting at once: (connect seconds, total seconds, status or error) each."""
+    """`count` clients connecting at once (from 127.0.0.1, or spread over 127.0.0.2..(2+addresses-1)):
+    (connect seconds, total seconds, status or error) each."""
     go = threading.Event()
     out: list[tuple[float, float, str]] = []
 
-    def one() -> None:
+    def one(i: int) -> None:
         go.wait()
         began = time.monotonic()
         connected = float("nan")
+        source = (f"127.0.0.{2 + i % addresses}", 0) if addresses else None
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=source)
             connected = time.monotonic() - began
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             c.sock = s
@@ -248,7 +250,7 @@ def parallel_scrapes(
             status = type(exc).__name__
         out.append((connected, time.monotonic() - began, status))
 
-    threads = [threading.Thread(target=one) for _ in range(count)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     for t in threads:
         t.start()
     go.set()
