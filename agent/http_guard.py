@@ -62,7 +62,7 @@ class Limits:
 class _Conn:
     """One client connection while it belongs to the selector or a worker."""
 
-    __slots__ = ("addr", "buf", "deadline", "handshaken", "ip", "lingering", "scanned", "sock")
+    __slots__ = ("addr", "buf", "closed", "deadline", "handshaken", "ip", "lingering", "scanned", "sock")
 
     def __init__(self, sock: socket.socket, addr: Any, deadline: float, handshaken: bool) -> None:
         self.sock = sock
@@ -72,6 +72,7 @@ class _Conn:
         self.scanned = 0  # bytes of buf already searched for the end of the head
         self.deadline = deadline
         self.handshaken = handshaken
+        self.closed = False
         self.lingering = -1  # bytes discarded since the answer that closes it; -1: not closing
 
 
@@ -223,7 +224,9 @@ class GuardedServer:
                     elif key.fileobj is self._wake_r:
                         self._take_back()
                     else:
-                        self._read_head(key.data)
+                        conn: _Conn = key.data
+                        if self._pending.get(conn.sock) is conn:  # not closed earlier in this batch
+                            self._read_head(conn)
                 self._expire()
         finally:
             self._selector.unregister(self.socket)
@@ -417,6 +420,9 @@ class GuardedServer:
         self._close(conn)
 
     def _close(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
         try:
             conn.sock.close()
         finally:

@@ -65,8 +65,10 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentProcess]:
 def speedtest() -> Iterator[tuple[subprocess.Popen[str], int]]:
     proc, port = start_speedtest_server()
     yield proc, port
+    assert proc.poll() is None  # it survived every attack
     proc.terminate()
-    proc.wait(10)
+    _out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
 
 
 @pytest.fixture(params=["agent", "speedtest"])
