@@ -6,6 +6,7 @@ Optional TLS (with client-certificate auth) and HTTP basic auth, both off by def
 from __future__ import annotations
 
 import base64
+import gzip
 import hmac
 import json
 import logging
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from agent.config import Exposition
 from agent.http_guard import GuardedHandler, GuardedServer, Limits, server_tls_context
@@ -59,7 +60,13 @@ class MetricsServer:
                         return
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                    # prometheus_client's own negotiation: OpenMetrics when the scraper asks for it.
+                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                    body = encoder(registry)
+                    if "gzip" in self.headers.get("Accept-Encoding", ""):  # Prometheus asks for it
+                        self._reply(200, content_type, gzip.compress(body, compresslevel=1), "gzip")
+                    else:
+                        self._reply(200, content_type, body)
                 elif path == "/healthz":
                     ok, details = health()
                     body = json.dumps({"status": "ok" if ok else "unhealthy", **details}, indent=1).encode()
@@ -69,9 +76,11 @@ class MetricsServer:
                 else:
                     self._reply(404, "text/plain; charset=utf-8", b"not found\n")
 
-            def _reply(self, status: int, content_type: str, body: bytes) -> None:
+            def _reply(self, status: int, content_type: str, body: bytes, encoding: str = "") -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if encoding:
+                    self.send_header("Content-Encoding", encoding)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import ssl
 import subprocess
 import urllib.error
@@ -75,6 +76,20 @@ def test_basic_auth(serve) -> None:  # type: ignore[no-untyped-def]
     right = base64.b64encode(b"prometheus:pa55").decode()
     status, body = get(url, {"Authorization": f"Basic {right}"})
     assert status == 200 and "hotspot_test_value" in body
+
+
+def test_metrics_negotiates_openmetrics_and_gzip(serve) -> None:  # type: ignore[no-untyped-def]
+    """A scraper asking for OpenMetrics gets it; one accepting gzip (Prometheus does) gets it gzipped."""
+    server = serve(Exposition())
+    url = "http://{}:{}/metrics".format(*server.address)
+    req = urllib.request.Request(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.read().decode().endswith("# EOF\n")
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert "hotspot_test_value 42.0" in gzip.decompress(resp.read()).decode()
 
 
 def openssl(*args: str) -> None:
