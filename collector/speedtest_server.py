@@ -85,7 +85,11 @@ class Metrics:
         self.requests = Counter(
             p + "requests", "Requests answered", ["endpoint", "status"], registry=self.registry
         )
-        self.active = Gauge(p + "active_connections", "Connections being served", registry=self.registry)
+        self.active = Gauge(
+            p + "active_connections",
+            "Requests being served now (not idle kept-alive connections)",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             p + "rejected_connections", "Connections refused by a limit", ["limit"], registry=self.registry
         )

@@ -204,21 +204,35 @@ class Probe:
         return statistics.median(ok), ok[min(len(ok) - 1, int(len(ok) * 0.99))]
 
 
+def get(
+    port: int, path: str, headers: dict[str, str] | None, timeout: float, source: str | None = None
+) -> tuple[float, str]:
+    """One GET on a fresh connection: (seconds to connect, status or the error's name)."""
+    began = time.monotonic()
+    connected = float("nan")
+    try:
+        s = socket.create_connection(
+            ("127.0.0.1", port), timeout=timeout, source_address=(source, 0) if source else None
+        )
+        connected = time.monotonic() - began
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.sock = s
+        c.request("GET", path, headers=headers or {})
+        resp = c.getresponse()
+        resp.read()
+        c.close()
+        return connected, str(resp.status)
+    except OSError as exc:
+        return connected, type(exc).__name__
+
+
 def normal_client(
     port: int, path: str, stop: threading.Event, probe: Probe, headers: dict[str, str] | None = None
 ) -> None:
     """A fresh connection per request, one request every 100 ms, each with a 5 s timeout."""
     while not stop.is_set():
         began = time.monotonic()
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            c.request("GET", path, headers=headers or {})
-            resp = c.getresponse()
-            resp.read()
-            c.close()
-            status = str(resp.status)
-        except OSError as exc:
-            status = type(exc).__name__
+        _connected, status = get(port, path, headers, 5)
         probe.results.append((time.monotonic() - began, status))
         stop.wait(0.1)
 
@@ -234,20 +248,9 @@ def parallel_scrapes(
     def one(i: int) -> None:
         go.wait()
         began = time.monotonic()
-        connected = float("nan")
-        source = (f"127.0.0.{2 + i % addresses}", 0) if addresses else None
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=source)
-            connected = time.monotonic() - began
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            c.sock = s
-            c.request("GET", path, headers=headers or {})
-            resp = c.getresponse()
-            resp.read()
-            c.close()
-            status = str(resp.status)
-        except OSError as exc:
-            status = type(exc).__name__
+        connected, status = get(
+            port, path, headers, 10, f"127.0.0.{2 + i % addresses}" if addresses else None
+        )
         out.append((connected, time.monotonic() - began, status))
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]

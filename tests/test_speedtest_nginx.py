@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from collector.speedtest_server import MIB, ServerSettings, SpeedtestServer
+from tests.test_server import openssl
 from tests.test_speedtest_server import metric, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,31 +34,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def front(tmp_path: Path) -> Iterator[tuple[SpeedtestServer, int, int, ssl.SSLContext]]:
-    server = start(ServerSettings(max_connections=1024, max_connections_per_ip=1024))
-    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
-    san = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            *san,
-            "-keyout",
-            key,
-            "-out",
-            cert,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+def start_nginx(tmp_path: Path, upstream: int) -> tuple[subprocess.Popen[str] | None, int, int]:
+    """nginx with the shipped site config on two free loopback ports: (process, HTTPS, HTTP port)."""
     port, plain_port = free_port(), free_port()
     site = (
         SITE.read_text()
@@ -65,7 +43,7 @@ def front(tmp_path: Path) -> Iterator[tuple[SpeedtestServer, int, int, ssl.SSLCo
         .replace("listen [::]:443 ssl;", "")
         .replace("listen 8989;", f"listen 127.0.0.1:{plain_port};")
         .replace("listen [::]:8989;", "")
-        .replace("127.0.0.1:8990", f"127.0.0.1:{server.server_address[1]}")
+        .replace("127.0.0.1:8990", f"127.0.0.1:{upstream}")
         .replace("/etc/ssl/speedtest/fullchain.pem", str(tmp_path / "cert.pem"))
         .replace("/etc/ssl/speedtest/privkey.pem", str(tmp_path / "key.pem"))
     )
@@ -80,17 +58,35 @@ def front(tmp_path: Path) -> Iterator[tuple[SpeedtestServer, int, int, ssl.SSLCo
     conf, log = str(tmp_path / "nginx.conf"), str(tmp_path / "error.log")
     nginx = subprocess.Popen(
         ["nginx", "-e", log, "-p", str(tmp_path), "-c", conf, "-g", "daemon off;"],
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
-    for _ in range(100):
+    for _ in range(200):
+        if nginx.poll() is not None:
+            return None, port, plain_port
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return nginx, port, plain_port
         except OSError:
-            if nginx.poll() is not None:
-                raise RuntimeError(f"nginx did not start: {nginx.communicate()[1]}") from None
             time.sleep(0.05)
+    nginx.kill()
+    nginx.wait(10)
+    return None, port, plain_port
+
+
+@pytest.fixture
+def front(tmp_path: Path) -> Iterator[tuple[SpeedtestServer, int, int, ssl.SSLContext]]:
+    server = start(ServerSettings(max_connections=1024, max_connections_per_ip=1024))
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    san = "subjectAltName=IP:127.0.0.1"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", san, "-keyout", key, "-out", cert)  # fmt: skip
+    for _attempt in range(3):  # a port picked free may be taken before nginx binds it
+        nginx, port, plain_port = start_nginx(tmp_path, server.server_address[1])
+        if nginx is not None:
+            break
+    else:
+        raise RuntimeError(f"nginx did not start: {(tmp_path / 'error.log').read_text()}")
     yield server, port, plain_port, ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
     nginx.terminate()
     nginx.wait(10)
