@@ -145,7 +145,8 @@ def measure(
         extra = (path, headers) if attack is scrape_burst else ()
         attacker = mp.Process(target=attack, args=(port, stop, *extra), daemon=True)
         attacker.start()
-    time.sleep(1.5)  # let the attack reach its full size
+    # Let the attack reach its full size: connects beyond a full backlog wait for SYN retries.
+    time.sleep(10 if attack is slowloris else 1.5)
     prober = threading.Thread(target=normal_client, args=(port, path, probe_stop, probe, headers))
     prober.start()
     time.sleep(seconds)

@@ -3,9 +3,12 @@
 The server runs in its own process pinned to CPU 0 (taskset); the load comes from client processes
 pinned to CPU 1 that read (or write) as fast as they can with 1 MiB buffers. Run as:
 
-    .venv/bin/python bench/speedtest_server_capacity.py [--seconds 5] [--connections 1 4 16]
+    .venv/bin/python bench/speedtest_server_capacity.py [--seconds 5] [--connections 1 4 16] \
+        [--root OTHER_CHECKOUT ...]
 
-and copy the printed table into bench/RESULTS-speedtest-server.md.
+and copy the printed table into bench/RESULTS-speedtest-server.md. Each --root (default: this
+tree) runs the server from that checkout, in turn, so versions compare on the same machine in the
+same minutes (e.g. `git archive OLD | tar -x -C /tmp/old`, then `--root . /tmp/old`).
 """
 
 from __future__ import annotations
@@ -80,26 +83,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument(
+        "--root", type=Path, nargs="+", default=[ROOT], help="checkouts to run the server from"
+    )
     args = parser.parse_args()
+    print("| server tree | direction | connections | Gbit/s (server on 1 core) |")
+    print("| --- | --- | --- | --- |")
+    for root in args.root:
+        run(root, args.connections, args.seconds)
+    return 0
+
+
+def run(root: Path, connections: list[int], seconds: float) -> None:
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "collector.speedtest_server", "--listen", "127.0.0.1:0"],
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().rsplit(":", 1)[1].strip("/\n"))
-        print("| direction | connections | Gbit/s (server on 1 core) |")
-        print("| --- | --- | --- |")
         for kind in ("download", "upload"):
-            for n in args.connections:
-                bps = measure(kind, port, n, args.seconds)
-                print(f"| {kind} | {n} | {bps / 1e9:.2f} |", flush=True)
+            for n in connections:
+                bps = measure(kind, port, n, seconds)
+                print(f"| {root} | {kind} | {n} | {bps / 1e9:.2f} |", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return 0
 
 
 if __name__ == "__main__":

@@ -139,44 +139,42 @@ def slowloris(
     port: int, stop: threading.Event, connections: int = 256, addresses: int = 8, interval_s: float = 2.0
 ) -> None:
     """`connections` from 127.0.0.2..(2+addresses-1), each sending a header byte every `interval_s`
-    (under 100 B/s in all) and reconnecting when closed."""
+    (under 100 B/s in all) and reconnecting when closed. Connects are non-blocking, so a full
+    backlog slows no other connection."""
     socks: list[socket.socket | None] = [None] * connections
+    started = [False] * connections  # request line sent
 
-    def open_one(i: int) -> socket.socket | None:
+    def open_one(i: int) -> socket.socket:
         s = socket.socket()
-        s.settimeout(1)
-        try:
-            s.bind((f"127.0.0.{2 + i % addresses}", 0))
-            s.connect(("127.0.0.1", port))
-            s.sendall(b"GET /empty HTTP/1.1\r\nHost: x\r\n")
-        except OSError:
-            s.close()
-            return None
         s.setblocking(False)
+        s.bind((f"127.0.0.{2 + i % addresses}", 0))
+        s.connect_ex(("127.0.0.1", port))
+        started[i] = False
         return s
 
     next_drip = time.monotonic()
     while not stop.is_set():
+        drip = time.monotonic() >= next_drip
         for i in range(connections):
-            if stop.is_set():
-                break
             s = socks[i]
-            if s is not None:
-                try:
-                    if s.recv(4096) == b"":  # answered (408, 503) or closed: come back
-                        raise ConnectionError
-                except BlockingIOError:
-                    pass
-                except OSError:
-                    s.close()
-                    s = None
             if s is None:
-                s = socks[i] = open_one(i)
-            elif time.monotonic() >= next_drip:
-                with contextlib.suppress(OSError):
-                    s.send(b"X")
-            socks[i] = s
-        if time.monotonic() >= next_drip:
+                socks[i] = open_one(i)
+                continue
+            try:
+                if not started[i]:
+                    s.send(b"GET /empty HTTP/1.1\r\nHost: x\r\n")  # BlockingIOError: still connecting
+                    started[i] = True
+                elif s.recv(4096) == b"":  # answered (408, 503) and closed: come back
+                    raise ConnectionError
+            except BlockingIOError:
+                if started[i] and drip:
+                    with contextlib.suppress(OSError):
+                        s.send(b"X")
+                continue
+            except OSError:
+                s.close()
+                socks[i] = open_one(i)
+        if drip:
             next_drip = time.monotonic() + interval_s
         stop.wait(0.05)
     for s in socks:
