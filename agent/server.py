@@ -1,6 +1,9 @@
 """The agent's HTTP endpoint: /metrics (Prometheus text format) and /healthz.
 
-Optional TLS (with client-certificate auth) and HTTP basic auth, both off by default.
+Optional TLS (with client-certificate auth) and HTTP basic auth, both off by default. The port
+faces a public wifi LAN, so every connection is bounded before auth is checked: the request head
+in 10 s and 16 KiB, 256 open connections, a backlog of 512 (agent.http_guard, docs/servers.md).
+/metrics speaks Prometheus text or OpenMetrics, gzipped when asked, via prometheus_client.
 """
 
 from __future__ import annotations
