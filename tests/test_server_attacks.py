@@ -189,3 +189,32 @@ def test_server_logs_no_traceback_for_bad_input(tmp_path: Path) -> None:
         proc.terminate()
         _out, err = proc.communicate(timeout=10)
     assert "Traceback" not in err
+
+
+def test_refused_connections_are_answered_at_once_without_a_thread(
+    speedtest: tuple[subprocess.Popen[str], int],
+) -> None:
+    """100 silent connections from one address (limit 32): the 68 over the limit get 429 before
+    sending a byte (their requests are never read), and the server gains no thread for any."""
+    proc, port = speedtest
+    _rss, threads0 = proc_status(proc.pid)
+    socks = []
+    try:
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.11", 0))
+            socks.append(s)
+        time.sleep(0.5)
+        answers = []
+        for s in socks:
+            s.setblocking(False)
+            try:
+                answers.append(s.recv(4096))
+            except BlockingIOError:
+                answers.append(b"")
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 429 ")]
+        assert len(refused) == 68 and all(b"too many connections from 127.0.0.11" in a for a in refused)
+        assert answers.count(b"") == 32  # the admitted ones wait for their request
+        assert proc_status(proc.pid)[1] <= threads0 + 1
+    finally:
+        for s in socks:
+            s.close()
