@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from agent.digits import ascii_hex, ascii_uint
+from collector.inventory import read_communes
 
 
 @pytest.mark.parametrize("text", ["", "²", "١٢", "+1", "-1", " 1", "1 ", "1_0", "0x1", "1.0", "9" * 19])
@@ -27,3 +30,13 @@ def test_ascii_hex_reads_hex(text: str, value: int) -> None:
 @pytest.mark.parametrize("text", ["", "0x1", "+1", "1_0", "²", "g", "f" * 16])
 def test_ascii_hex_refuses_the_rest(text: str) -> None:
     assert ascii_hex(text) is None
+
+
+def test_inventory_refuses_a_commune_code_that_is_not_ascii_digits(tmp_path: Path) -> None:
+    """The code feeds int() (site ids, ISP choice): '²' is a clear error naming the line."""
+    csv_file = tmp_path / "communes.csv"
+    csv_file.write_text(
+        "commune_code,commune_name,commune_type,lat,lon\n13660,Giao Minh,Xã,20.2,106.5\n²,X,Xã,1,2\n"
+    )
+    with pytest.raises(ValueError, match=r"line 3: commune_code must be digits 0-9, got '²'"):
+        read_communes(csv_file)
