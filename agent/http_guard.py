@@ -219,14 +219,18 @@ class GuardedServer:
         try:
             while not self._stop.is_set():
                 for key, _events in self._selector.select(min(poll_interval, 0.2)):
-                    if key.fileobj is self.socket:
-                        self._accept()
-                    elif key.fileobj is self._wake_r:
-                        self._take_back()
-                    else:
-                        conn: _Conn = key.data
-                        if self._pending.get(conn.sock) is conn:  # not closed earlier in this batch
+                    conn: _Conn | None = key.data
+                    try:
+                        if key.fileobj is self.socket:
+                            self._accept()
+                        elif key.fileobj is self._wake_r:
+                            self._take_back()
+                        elif conn is not None and self._pending.get(conn.sock) is conn:  # not closed yet
                             self._read_head(conn)
+                    except Exception:  # one connection's bug must not stop the server
+                        log.exception("error in the connection loop")
+                        if conn is not None and self._pending.get(conn.sock) is conn:
+                            self._drop(conn)
                 self._expire()
         finally:
             self._selector.unregister(self.socket)
@@ -316,7 +320,12 @@ class GuardedServer:
                 if not self._returned:
                     return
                 conn = self._returned.popleft()
-            self._wait_for_head(conn)
+            try:
+                self._wait_for_head(conn)
+            except Exception:  # one connection's bug must not stop the server
+                log.exception("error in the connection loop")
+                if self._pending.get(conn.sock) is conn:
+                    self._drop(conn)
 
     def _read_head(self, conn: _Conn) -> None:
         sock = conn.sock
@@ -334,23 +343,10 @@ class GuardedServer:
             self._discard(conn)
             return
         limits = self.limits
-        while True:
-            try:
-                data = sock.recv(limits.max_head_bytes + 1 - len(conn.buf))
-            except _WOULD_BLOCK:
-                data = None
-            except OSError:
-                data = b""
-            if data == b"":
-                self._drop(conn)
-                return
-            if data:
-                if not conn.buf:  # a kept-alive connection's next request starts its head deadline
-                    conn.deadline = min(conn.deadline, time.monotonic() + limits.head_timeout_s)
-                conn.buf += data
+        while True:  # what is buffered first: a kept-alive connection may bring a whole request
             found = _HEAD_END.search(conn.buf, max(0, conn.scanned - 3))
             conn.scanned = len(conn.buf)
-            if found:
+            if found and found.end() <= limits.max_head_bytes:
                 if conn.buf.count(b"\n", 0, found.end()) > limits.max_header_lines + 2:
                     self._answer_and_drop(conn, 431, "too many header lines")
                 else:
@@ -359,8 +355,18 @@ class GuardedServer:
             if len(conn.buf) > limits.max_head_bytes:
                 self._answer_and_drop(conn, 431, f"request head over {limits.max_head_bytes} bytes")
                 return
-            if data is None:
+            try:
+                data = sock.recv(limits.max_head_bytes + 1 - len(conn.buf))
+            except _WOULD_BLOCK:
                 return
+            except OSError:
+                data = b""
+            if not data:
+                self._drop(conn)
+                return
+            if not conn.buf:  # a kept-alive connection's next request starts its head deadline
+                conn.deadline = min(conn.deadline, time.monotonic() + limits.head_timeout_s)
+            conn.buf += data
 
     def _discard(self, conn: _Conn) -> None:
         """Read and forget what a closing connection still sends, until it closes its side."""

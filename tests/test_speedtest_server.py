@@ -103,6 +103,18 @@ def read_to_close(s: socket.socket) -> bytes:
     return answer
 
 
+def test_pipelined_requests_with_bodies_are_each_answered(server: SpeedtestServer) -> None:
+    """Two uploads and a GET sent back to back before any answer (what a client that does not wait
+    does): the bytes read past one request start the next, and each gets its 200."""
+    body = os.urandom(200_000)
+    post = b"POST /empty HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    with socket.create_connection(server.server_address[:2], timeout=5) as s:
+        s.sendall(post + post + b"GET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_to_close(s)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert metric(server, "hotspot_speedtest_server_received_bytes_total") == 2 * len(body)
+
+
 def test_chunked_upload_is_read_and_counted(server: SpeedtestServer) -> None:
     """LibreSpeed's command-line client uploads with Transfer-Encoding: chunked: read to the end,
     counted, and the kept-alive connection serves the next request."""
