@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.bandwidth.iperf3_engine import parse_server
+from agent.bandwidth.speedtest_engine import parse_server_ids
 from agent.digits import ascii_hex, ascii_uint
+from agent.push.remote_write import parse_retry_after
+from agent.schema import split_host_port
 from collector.inventory import read_communes
 
 
@@ -40,3 +44,17 @@ def test_inventory_refuses_a_commune_code_that_is_not_ascii_digits(tmp_path: Pat
     )
     with pytest.raises(ValueError, match=r"line 3: commune_code must be digits 0-9, got '²'"):
         read_communes(csv_file)
+
+
+def test_every_parser_of_outside_numbers_refuses_other_digits() -> None:
+    """Ports, server ids and Retry-After: '²' and '١' are refused (isdigit() let them through)."""
+    for bad in ("²", "١٢"):
+        with pytest.raises(ValueError, match="port in 1–65535"):
+            parse_server(f"iperf.example.vn:{bad}")
+        with pytest.raises(ValueError, match="server ids"):
+            parse_server_ids(bad)
+        with pytest.raises(ValueError, match="not HOST:PORT"):
+            split_host_port(f"127.0.0.1:{bad}")
+        assert parse_retry_after(bad, now=0.0) is None
+    assert parse_server("iperf.example.vn:5201") == ("iperf.example.vn", 5201)
+    assert parse_retry_after("7", now=0.0) == 7.0
