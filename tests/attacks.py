@@ -139,7 +139,7 @@ def slowloris(
     port: int, stop: threading.Event, connections: int = 256, addresses: int = 8, interval_s: float = 2.0
 ) -> None:
     """`connections` from 127.0.0.2..(2+addresses-1), each sending a header byte every `interval_s`
-    (under 100 B/s in all) and reconnecting when closed. Connects are non-blocking, so a full
+    (128 B/s in all) and reconnecting when closed. Connects are non-blocking, so a full
     backlog slows no other connection."""
     socks: list[socket.socket | None] = [None] * connections
     started = [False] * connections  # request line sent
