@@ -14,10 +14,13 @@ request and hands a kept-alive connection back to the selector. So:
   once;
 - the listen backlog (`backlog`) absorbs a burst of parallel scrapes without SYN retries.
 
-Why our own code rather than a server library: the well-kept pure-Python servers either lack TLS
-with client certificates (waitress) or bound only idle time per read, not a whole head, and none
-answers refused connections without reading them; the test server must also keep sending 1 MiB
-slices with `sendall` from a thread per transfer for its throughput (bench/RESULTS-speedtest-server.md).
+Why our own code rather than a server library: waitress, the well-kept pure-Python WSGI server,
+bounds head size but has no TLS (the agent serves TLS with client certificates), times out idle
+time rather than a whole head, and at its connection limit stops accepting: under a slowloris a
+normal client timed out (bench/RESULTS-server-attacks.md). The test server must also keep sending
+1 MiB slices with `sendall` from a thread per transfer for its throughput
+(bench/RESULTS-speedtest-server.md). On the internet, nginx in front adds TLS and rate limits
+(docs/servers.md).
 """
 
 from __future__ import annotations
