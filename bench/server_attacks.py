@@ -35,18 +35,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests import attacks  # noqa: E402
 from tests.agentproc import LOOPBACK_PROBES, site_yaml  # noqa: E402
-from tests.attacks import (  # noqa: E402
-    MIB,
-    Probe,
-    Watch,
-    header_flood,
-    normal_client,
-    parallel_scrapes,
-    proc_status,
-    slowloris,
-    start_speedtest_server,
-)
 
 LISTEN = ("--listen", "127.0.0.1:0")
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"prometheus:pa55").decode()}
@@ -99,7 +89,7 @@ def agent(root: Path) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def speedtest(root: Path) -> Iterator[tuple[int, int]]:
-    proc, port = start_speedtest_server(root=root)
+    proc, port = attacks.start_speedtest_server(root=root)
     try:
         yield proc.pid, port
     finally:
@@ -121,7 +111,7 @@ def waitress(python: str) -> Iterator[tuple[int, int]]:
 def scrape_burst(port: int, stop: threading.Event, path: str, headers: dict[str, str]) -> None:
     """200 parallel scrapes from 8 addresses, again and again."""
     while not stop.is_set():
-        parallel_scrapes(port, path, 200, headers, addresses=8)
+        attacks.parallel_scrapes(port, path, 200, headers, addresses=8)
 
 
 def measure(
@@ -133,10 +123,10 @@ def measure(
     seconds: float,
 ) -> str:
     for _ in range(3):
-        parallel_scrapes(port, path, 4, headers)
-    rss0, threads0 = proc_status(pid)
+        attacks.parallel_scrapes(port, path, 4, headers)
+    rss0, threads0 = attacks.proc_status(pid)
     probe_stop = threading.Event()
-    watch, probe = Watch(pid), Probe()
+    watch, probe = attacks.Watch(pid), attacks.Probe()
     threading.Thread(target=watch.run, daemon=True).start()
     # The attack runs in its own process, so that it does not take the normal client's GIL.
     stop = mp.Event()
@@ -146,8 +136,8 @@ def measure(
         attacker = mp.Process(target=attack, args=(port, stop, *extra), daemon=True)
         attacker.start()
     # Let the attack reach its full size: connects beyond a full backlog wait for SYN retries.
-    time.sleep(10 if attack is slowloris else 1.5)
-    prober = threading.Thread(target=normal_client, args=(port, path, probe_stop, probe, headers))
+    time.sleep(10 if attack is attacks.slowloris else 1.5)
+    prober = threading.Thread(target=attacks.normal_client, args=(port, path, probe_stop, probe, headers))
     prober.start()
     time.sleep(seconds)
     probe_stop.set()
@@ -157,12 +147,12 @@ def measure(
         attacker.join(30)
     time.sleep(2)
     watch.stop.set()
-    rss_after, _ = proc_status(pid)
+    rss_after, _ = attacks.proc_status(pid)
     p50, p99 = probe.percentiles()
     failed = probe.failures()
     kinds = sorted({s for _t, s in failed})
     return (
-        f"{(max(watch.rss) - rss0) / MIB:+.1f} | {(rss_after - rss0) / MIB:+.1f} | "
+        f"{(max(watch.rss) - rss0) / attacks.MIB:+.1f} | {(rss_after - rss0) / attacks.MIB:+.1f} | "
         f"{threads0} → {max(watch.threads)} | {ms(p50)} | {ms(p99)} | "
         f"{len(failed)}/{len(probe.results)} {' '.join(kinds)}"
     )
@@ -189,16 +179,16 @@ def main() -> int:
     if args.waitress_python:
         waitress_target = functools.partial(waitress, args.waitress_python)
         targets.append(("waitress + prometheus_client", waitress_target, "/metrics", {}))
-    attacks: list[tuple[str, Callable[..., None] | None]] = [("none", None)]
-    attacks += [("header flood", header_flood), ("slowloris", slowloris)]
-    attacks.append(("200 parallel scrapes", scrape_burst))
+    runs: list[tuple[str, Callable[..., None] | None]] = [("none", None)]
+    runs += [("header flood", attacks.header_flood), ("slowloris", attacks.slowloris)]
+    runs.append(("200 parallel scrapes", scrape_burst))
     print(
         "| server | attack | RSS growth peak (MiB) | RSS after (MiB) | threads before → peak "
         "| normal client p50 (ms) | p99 (ms) | normal client failed |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, start, path, headers in targets:
-        for attack_name, attack in attacks:
+        for attack_name, attack in runs:
             with start() as (pid, port):
                 row = measure(pid, port, path, headers, attack, args.seconds)
             print(f"| {name} | {attack_name} | {row} |", flush=True)
