@@ -8,7 +8,7 @@ each also as `NAME.php`, `/backend/NAME` and `/backend/NAME.php`, plus `GET /met
 names prefixed `hotspot_speedtest_server_`; never behind the token).
 
 Uploads may come with a Content-Length or `Transfer-Encoding: chunked` (LibreSpeed's command-line
-client), bounded by the same --max-upload-mib either way.
+client), bounded by the same upload limit (256 MiB) either way.
 
 With a token (--token-file, or the HOTSPOT_SPEEDTEST_TOKEN environment variable), every test
 request must carry `Authorization: Bearer TOKEN` (a header, so the token stays out of access logs
