@@ -16,10 +16,10 @@ and URLs); otherwise 403. A client address with too many open connections gets 4
 503, each at once, without its request being read, with a plain-text body saying which limit it
 hit. Request heads are read without a thread under a total deadline and a size cap, and a full
 server closes the connection waiting longest for its head to admit a new one (agent.http_guard):
-it faces the internet. See docs/speedtest-server.md for TLS and rate limits in front of it.
+it faces the internet. See docs/servers.md for TLS and rate limits in front of it.
 
 It must never be the bottleneck: downloads are slices of one pre-generated random buffer sent with
-sendall, uploads are read into one reusable buffer per connection. See
+sendall, uploads are read into one reusable buffer per worker thread. See
 bench/RESULTS-speedtest-server.md for what one core serves.
 """
 
