@@ -179,7 +179,7 @@ def is_host_port(value: Any) -> str | None:
 
 def split_host_port(value: str) -> tuple[str, int]:
     # [v6]:PORT, a link-local v6 with its zone too ([fe80::1%eth0]:53)
-    m = re.fullmatch(r"\[([0-9a-fA-F:.]+(?:%[^\]\s]+)?)\]:(\d+)|([^:\[\]]*):(\d+)", value)
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+(?:%[^\]\s]+)?)\]:([0-9]{1,5})|([^:\[\]]*):([0-9]{1,5})", value)
     if not m:
         raise ValueError("not HOST:PORT (use [ADDRESS]:PORT for IPv6)")
     host = m.group(1) if m.group(1) is not None else m.group(3)

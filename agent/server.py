@@ -1,51 +1,34 @@
 """The agent's HTTP endpoint: /metrics (Prometheus text format) and /healthz.
 
-Optional TLS (with client-certificate auth) and HTTP basic auth, both off by default.
+Optional TLS (with client-certificate auth) and HTTP basic auth, both off by default. The port
+faces a public wifi LAN, so every connection is bounded before auth is checked: the request head
+in 10 s and 16 KiB, 256 open connections, a backlog of 512 (agent.http_guard, docs/servers.md).
+/metrics speaks Prometheus text or OpenMetrics, gzipped when asked, via prometheus_client.
 """
 
 from __future__ import annotations
 
 import base64
+import gzip
 import hmac
 import json
 import logging
-import socket
-import ssl
-import sys
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from agent.config import Exposition
+from agent.http_guard import GuardedHandler, GuardedServer, Limits, server_tls_context
 from agent.schema import split_host_port
 
 log = logging.getLogger(__name__)
 
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    tls: ssl.SSLContext | None = None
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, addr = super().get_request()
-        if self.tls is not None:
-            # The handshake happens on first read, in the connection's own thread, so a slow or
-            # silent client cannot stall the accept loop.
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hangs up or fails the TLS handshake is its problem, not a traceback in our log.
-        log.info("connection from %s failed: %s", client_address[0], sys.exc_info()[1])
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+# The site's LAN is a public wifi network: every connection is bounded (agent.http_guard). A scrape
+# takes milliseconds, so a few workers serve a burst of hundreds from the queue and the backlog.
+LIMITS = Limits(max_connections=256, max_workers=4, head_timeout_s=10.0, idle_timeout_s=30.0)
 
 
 class MetricsServer:
@@ -66,9 +49,8 @@ class MetricsServer:
             else None
         )
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(GuardedHandler):
             server_version = "hotspot-agent"
-            timeout = 30  # seconds a client may take to send its request
 
             def do_GET(self) -> None:
                 if expected is not None:
@@ -81,7 +63,13 @@ class MetricsServer:
                         return
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                    # prometheus_client's own negotiation: OpenMetrics when the scraper asks for it.
+                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                    body = encoder(registry)
+                    if "gzip" in self.headers.get("Accept-Encoding", ""):  # Prometheus asks for it
+                        self._reply(200, content_type, gzip.compress(body, compresslevel=1), "gzip")
+                    else:
+                        self._reply(200, content_type, body)
                 elif path == "/healthz":
                     ok, details = health()
                     body = json.dumps({"status": "ok" if ok else "unhealthy", **details}, indent=1).encode()
@@ -91,9 +79,11 @@ class MetricsServer:
                 else:
                     self._reply(404, "text/plain; charset=utf-8", b"not found\n")
 
-            def _reply(self, status: int, content_type: str, body: bytes) -> None:
+            def _reply(self, status: int, content_type: str, body: bytes, encoding: str = "") -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if encoding:
+                    self.send_header("Content-Encoding", encoding)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -101,16 +91,12 @@ class MetricsServer:
             def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
                 log.debug("%s " + format, self.client_address[0], *args)
 
-        server_class = _Server6 if ":" in host else _Server
-        self._httpd = server_class((host or "0.0.0.0", port), Handler)
+        tls = None
         if exposition.tls_cert_file:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            context.load_cert_chain(exposition.tls_cert_file, exposition.tls_key_file)
-            if exposition.client_ca_file:
-                context.load_verify_locations(exposition.client_ca_file)
-                context.verify_mode = ssl.CERT_REQUIRED
-            self._httpd.tls = context
+            tls = server_tls_context(
+                exposition.tls_cert_file, exposition.tls_key_file, exposition.client_ca_file
+            )
+        self._httpd = GuardedServer((host or "0.0.0.0", port), Handler, LIMITS, tls)
         self.scheme = "https" if exposition.tls_cert_file else "http"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-server", daemon=True)
 

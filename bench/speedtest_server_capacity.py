@@ -3,9 +3,14 @@
 The server runs in its own process pinned to CPU 0 (taskset); the load comes from client processes
 pinned to CPU 1 that read (or write) as fast as they can with 1 MiB buffers. Run as:
 
-    .venv/bin/python bench/speedtest_server_capacity.py [--seconds 5] [--connections 1 4 16]
+    .venv/bin/python bench/speedtest_server_capacity.py [--seconds 5] [--connections 1 4 16] \
+        [--root . OTHER_CHECKOUT] [--repeat 3]
 
-and copy the printed table into bench/RESULTS-speedtest-server.md.
+and copy the printed table into bench/RESULTS-speedtest-server.md. Each --root (default: this
+tree) runs the server from that checkout, in turn, so versions compare on the same machine in the
+same minutes, each cell measured in turn across them (e.g. `git archive OLD | tar -x -C
+/tmp/old`, then `--root /tmp/old . --repeat 3`: medians, min–max and the ratio of the second
+to the first).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import argparse
 import multiprocessing as mp
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -73,33 +79,52 @@ def measure(kind: str, port: int, connections: int, seconds: float) -> float:
     total = sum(out.get(timeout=seconds + 60) for _ in procs)
     for p in procs:
         p.join()
-    return total * 8 / (time.monotonic() - start)
+    return float(total * 8 / (time.monotonic() - start))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--root", type=Path, nargs="+", default=[ROOT], help="checkouts to serve from")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each cell, in turn across --root")
     args = parser.parse_args()
+    servers = [start_server(root) for root in args.root]
+    try:
+        ports = [port for _proc, port in servers]
+        names = " | ".join(f"Gbit/s, {root} (median of {args.repeat})" for root in args.root)
+        ratio = " | ratio second/first" if len(ports) > 1 else ""
+        print(f"| direction | connections | {names}{ratio} |")
+        print("| --- " * (2 + len(ports) + (len(ports) > 1)) + "|")
+        for kind in ("download", "upload"):
+            for n in args.connections:
+                runs: list[list[float]] = [[] for _ in ports]
+                for _ in range(args.repeat):  # in turn, so a drifting machine load hits all alike
+                    for i, port in enumerate(ports):
+                        runs[i].append(measure(kind, port, n, args.seconds) / 1e9)
+                medians = [statistics.median(r) for r in runs]
+                cells = " | ".join(
+                    f"{m:.2f} ({min(r):.1f}–{max(r):.1f})" for m, r in zip(medians, runs, strict=True)
+                )
+                ratios = "".join(f" | {m / medians[0]:.2f}" for m in medians[1:2])
+                print(f"| {kind} | {n} | {cells}{ratios} |", flush=True)
+    finally:
+        for proc, _port in servers:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return 0
+
+
+def start_server(root: Path) -> tuple[subprocess.Popen[str], int]:
+    """The test server from the checkout at `root`, pinned to CPU 0; (process, port)."""
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "collector.speedtest_server", "--listen", "127.0.0.1:0"],
-        cwd=ROOT,
+        cwd=root,
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().rsplit(":", 1)[1].strip("/\n"))
-        print("| direction | connections | Gbit/s (server on 1 core) |")
-        print("| --- | --- | --- |")
-        for kind in ("download", "upload"):
-            for n in args.connections:
-                bps = measure(kind, port, n, args.seconds)
-                print(f"| {kind} | {n} | {bps / 1e9:.2f} |", flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-    return 0
+    assert server.stdout is not None
+    return server, int(server.stdout.readline().rsplit(":", 1)[1].strip("/\n"))
 
 
 if __name__ == "__main__":

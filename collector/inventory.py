@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from agent.digits import ascii_uint
 from agent.schema import SchemaError, check, load_yaml, parse, read_yaml_file, split_host_port
 from agent.site import Site
 
@@ -198,6 +199,10 @@ def read_communes(path: Path) -> tuple[str, list[Commune]]:
         raise ValueError(f"{path}: missing columns {', '.join(sorted(need - columns))}")
     communes = []
     for n, row in enumerate(rows, start=2):
+        if ascii_uint(row["commune_code"] or "") is None:  # ids and ISPs are derived from it
+            raise ValueError(
+                f"{path}: line {n}: commune_code must be digits 0-9, got {row['commune_code']!r}"
+            )
         try:
             communes.append(
                 Commune(

@@ -7,13 +7,19 @@ Speaks the LibreSpeed backend protocol, so LibreSpeed's own web and CLI clients 
 each also as `NAME.php`, `/backend/NAME` and `/backend/NAME.php`, plus `GET /metrics` (Prometheus,
 names prefixed `hotspot_speedtest_server_`; never behind the token).
 
+Uploads may come with a Content-Length or `Transfer-Encoding: chunked` (LibreSpeed's command-line
+client), bounded by the same upload limit (256 MiB) either way.
+
 With a token (--token-file, or the HOTSPOT_SPEEDTEST_TOKEN environment variable), every test
 request must carry `Authorization: Bearer TOKEN` (a header, so the token stays out of access logs
 and URLs); otherwise 403. A client address with too many open connections gets 429, a full server
-503, each with a plain-text body saying which limit it hit.
+503, each at once, without its request being read, with a plain-text body saying which limit it
+hit. Request heads are read without a thread under a total deadline and a size cap, and a full
+server closes the connection waiting longest for its head to admit a new one (agent.http_guard):
+it faces the internet. See docs/servers.md for TLS and rate limits in front of it.
 
 It must never be the bottleneck: downloads are slices of one pre-generated random buffer sent with
-sendall, uploads are read into one reusable buffer per connection. See
+sendall, uploads are read into one reusable buffer per worker thread. See
 bench/RESULTS-speedtest-server.md for what one core serves.
 """
 
@@ -25,13 +31,13 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -39,6 +45,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 
+from agent.digits import ascii_uint
+from agent.http_guard import GuardedHandler, GuardedServer, Limits
 from agent.schema import split_host_port
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,8 @@ TOKEN_ENV = "HOTSPOT_SPEEDTEST_TOKEN"
 ENDPOINTS = ("garbage", "empty", "getIP")
 _RANDOM = memoryview(os.urandom(2 * MIB))  # download payload: each MiB chunk is a slice of this
 PACED_SLICE = 64 * 1024
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
+_buffers = threading.local()  # one reused upload buffer per worker thread
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,8 @@ class ServerSettings:
     max_connections: int = 256
     max_connections_per_ip: int = 32  # the agent's engine opens at most 16 streams + 1 latency connection
     token: str = ""
-    idle_timeout_s: float = 30.0  # a connection silent this long is closed (slow clients, slow-loris)
+    idle_timeout_s: float = 30.0  # a kept-alive connection silent this long is closed; per read of a body
+    head_timeout_s: float = 10.0  # request line and headers, in total (slowloris)
     # TEST ONLY: pace download and upload (all connections together) to this rate, to make a site
     # look slow in integration tests. 0: off. Never set it on a real server.
     test_only_pace_bps: float = 0.0
@@ -74,7 +85,11 @@ class Metrics:
         self.requests = Counter(
             p + "requests", "Requests answered", ["endpoint", "status"], registry=self.registry
         )
-        self.active = Gauge(p + "active_connections", "Connections being served", registry=self.registry)
+        self.active = Gauge(
+            p + "active_connections",
+            "Requests being served now (not idle kept-alive connections)",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             p + "rejected_connections", "Connections refused by a limit", ["limit"], registry=self.registry
         )
@@ -99,54 +114,44 @@ class Pacer:
             time.sleep(start - now)
 
 
-class SpeedtestServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class SpeedtestServer(GuardedServer):
     def __init__(self, address: tuple[str, int], settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
         self.pacer = Pacer(settings.test_only_pace_bps) if settings.test_only_pace_bps > 0 else None
-        self.lock = threading.Lock()
-        self.per_ip: dict[str, int] = {}
-        self.total = 0
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
+        limits = Limits(
+            max_connections=settings.max_connections,
+            max_connections_per_ip=settings.max_connections_per_ip,
+            max_workers=settings.max_connections,  # a transfer each: none waits behind another
+            head_timeout_s=settings.head_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+            io_timeout_s=settings.idle_timeout_s,
+        )
+        super().__init__(address, Handler, limits)
+        self.metrics.active.set_function(lambda: self.busy)
 
-    def server_bind(self) -> None:
+    def prepare_socket(self, sock: socket.socket) -> None:
         if self.pacer is not None:
             # Paced uploads: a small receive buffer (inherited by accepted sockets) keeps the kernel
             # from acknowledging megabytes ahead of the pace, as a slow link would not either.
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
-        super().server_bind()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, OSError):  # clients reset connections at the end of every test
-            log.debug("%s: %s", client_address[0], exc)
+    def refusal(self, limit: str, ip: str) -> bytes:
+        s = self.settings
+        if limit == "per_ip":
+            status = b"429 Too Many Requests"
+            text = f"too many connections from {ip} (at most {s.max_connections_per_ip}); retry later\n"
         else:
-            log.exception("error serving %s", client_address[0])
+            status = b"503 Service Unavailable"
+            text = f"server full (at most {s.max_connections} connections); retry later\n"
+        body = text.encode()
+        return (
+            b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+            b"Retry-After: 1\r\nConnection: close\r\n\r\n%s" % (status, len(body), body)
+        )
 
-    def admit(self, ip: str) -> str:
-        """Count a new connection in; returns "" or the limit that refuses it."""
-        with self.lock:
-            if self.total >= self.settings.max_connections:
-                return "total"
-            if self.per_ip.get(ip, 0) >= self.settings.max_connections_per_ip:
-                return "per_ip"
-            self.total += 1
-            self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
-        self.metrics.active.inc()
-        return ""
-
-    def release(self, ip: str) -> None:
-        with self.lock:
-            self.total -= 1
-            self.per_ip[ip] -= 1
-            if not self.per_ip[ip]:
-                del self.per_ip[ip]
-        self.metrics.active.dec()
+    def on_refused(self, limit: str) -> None:
+        self.metrics.rejected.labels(limit).inc()
 
     @property
     def url(self) -> str:
@@ -155,26 +160,11 @@ class SpeedtestServer(ThreadingHTTPServer):
         return f"http://{shown}:{port}/"
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(GuardedHandler):
     server: SpeedtestServer
     protocol_version = "HTTP/1.1"  # keep-alive: the engine sends many requests per stream
     server_version = "hotspot-speedtest"
     sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        self.refused = self.server.admit(self.client_address[0])
-        self.connection.settimeout(5.0 if self.refused else self.server.settings.idle_timeout_s)
-        if self.refused:
-            self.server.metrics.rejected.labels(self.refused).inc()
-        self.upload_buffer: bytearray | None = None
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            if not self.refused:
-                self.server.release(self.client_address[0])
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.client_address[0], format % args)
@@ -191,17 +181,6 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         url = urlsplit(self.path)
         endpoint = _endpoint(url.path)
-        if self.refused:
-            limits = self.server.settings
-            text = (
-                f"too many connections from {self.client_address[0]} "
-                f"(at most {limits.max_connections_per_ip}); retry later\n"
-                if self.refused == "per_ip"
-                else f"server full (at most {limits.max_connections} connections); retry later\n"
-            )
-            self.close_connection = True
-            self._answer(endpoint or "other", 429 if self.refused == "per_ip" else 503, text.encode())
-            return
         if url.path == "/metrics" and method == "GET":
             body = generate_latest(self.server.metrics.registry)
             self._answer("metrics", 200, body, CONTENT_TYPE_LATEST)
@@ -248,10 +227,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _garbage(self, ck_size: str) -> None:
         limit = self.server.settings.max_chunks
-        if not ck_size.isdigit() or not 1 <= int(ck_size) <= limit:
+        chunks = ascii_uint(ck_size)
+        if chunks is None or not 1 <= chunks <= limit:
             self._answer("garbage", 400, f"ckSize must be a whole number from 1 to {limit}\n".encode())
             return
-        chunks = int(ck_size)
         self.send_response(200)
         self._common_headers("application/octet-stream", chunks * MIB)
         self.end_headers()
@@ -274,37 +253,73 @@ class Handler(BaseHTTPRequestHandler):
         self.server.metrics.requests.labels("garbage", "200").inc()
 
     def _upload(self) -> None:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._answer("empty", 411, b"send uploads with a Content-Length\n")
-            return
-        raw = self.headers.get("Content-Length", "0")
-        length = int(raw) if raw.isdigit() else -1
-        if not 0 <= length <= self.server.settings.max_upload_bytes:
-            self.close_connection = True
-            limit = self.server.settings.max_upload_bytes
-            self._answer("empty", 413, f"Content-Length must be 0 to {limit}\n".encode())
-            return
-        if self.upload_buffer is None:
-            self.upload_buffer = bytearray(MIB)
-        view = memoryview(self.upload_buffer)
-        pacer, received = self.server.pacer, self.server.metrics.received
-        left = length
+        """Read a POST body (Content-Length or chunked) to the end, counting it; then 200."""
+        limit = self.server.settings.max_upload_bytes
         try:
-            while left:
-                size = min(left, PACED_SLICE if pacer else MIB)
-                if pacer is not None:
-                    pacer.wait(size)
-                n = self.rfile.readinto(view[:size])
-                if not n:
-                    raise ConnectionError("client closed mid-body")
-                left -= n
-                received.inc(n)
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self._read_chunked(limit)
+            else:
+                length = ascii_uint(self.headers.get("Content-Length", "0").strip())
+                if length is None:
+                    raise _BadBody(400, "Content-Length must be a whole number of bytes in digits 0-9")
+                if length > limit:
+                    raise _BadBody(413, f"Content-Length must be 0 to {limit}")
+                self._read_exactly(length)
+        except _BadBody as exc:
+            self.close_connection = True  # the rest of the body must not be read as a request
+            self._answer("empty", exc.status, exc.text.encode() + b"\n")
+            return
         except OSError:
             self.close_connection = True
             self.server.metrics.requests.labels("empty", "aborted").inc()
             return
         self._answer("empty", 200, b"")
+
+    def _read_chunked(self, limit: int) -> None:
+        total = 0
+        while True:
+            m = _CHUNK_SIZE.fullmatch(self.rfile.readline(1024))
+            if not m:
+                raise _BadBody(400, "malformed chunked body: bad chunk size line")
+            size = int(m.group(1), 16)
+            if not size:
+                break
+            total += size
+            if total > limit:
+                raise _BadBody(413, f"chunked upload over {limit} bytes")
+            self._read_exactly(size)
+            if self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise _BadBody(400, "malformed chunked body: chunk longer than its size")
+        for _ in range(100):  # trailer fields, up to the blank line
+            line = self.rfile.readline(1024)
+            if not line:
+                raise ConnectionError("client closed mid-body")
+            if line in (b"\r\n", b"\n"):
+                return
+        raise _BadBody(400, "malformed chunked body: trailer too long")
+
+    def _read_exactly(self, length: int) -> None:
+        buffer = getattr(_buffers, "upload", None)
+        if buffer is None:
+            buffer = _buffers.upload = bytearray(MIB)
+        view = memoryview(buffer)
+        pacer, received = self.server.pacer, self.server.metrics.received
+        left = length
+        while left:
+            size = min(left, PACED_SLICE if pacer else MIB)
+            if pacer is not None:
+                pacer.wait(size)
+            n = self.rfile.readinto(view[:size])
+            if not n:
+                raise ConnectionError("client closed mid-body")
+            left -= n
+            received.inc(n)
+
+
+class _BadBody(Exception):
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(text)
+        self.status, self.text = status, text
 
 
 def _endpoint(path: str) -> str | None:

@@ -54,6 +54,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.digits import ascii_uint
+
 CLIENT_IP = "10.77.1.2"
 ROUTER_CLIENT_IP = "10.77.1.1"
 ROUTER_SERVER_IP = "10.77.2.1"
@@ -238,8 +240,9 @@ class Lab:
             with contextlib.suppress(OSError):
                 for field in self._delayline_log.read_text().split():
                     key, _, value = field.partition("=")
-                    if value.isdigit():
-                        self.delayline_counters[key] = int(value)
+                    number = ascii_uint(value)
+                    if number is not None:
+                        self.delayline_counters[key] = number
             self._delayline = None
         for ns in self.namespaces:
             # Whatever is still inside is ours (it was started in a namespace this lab made).

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import socket
 import ssl
 import subprocess
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -75,6 +78,20 @@ def test_basic_auth(serve) -> None:  # type: ignore[no-untyped-def]
     right = base64.b64encode(b"prometheus:pa55").decode()
     status, body = get(url, {"Authorization": f"Basic {right}"})
     assert status == 200 and "hotspot_test_value" in body
+
+
+def test_metrics_negotiates_openmetrics_and_gzip(serve) -> None:  # type: ignore[no-untyped-def]
+    """A scraper asking for OpenMetrics gets it; one accepting gzip (Prometheus does) gets it gzipped."""
+    server = serve(Exposition())
+    url = "http://{}:{}/metrics".format(*server.address)
+    req = urllib.request.Request(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.read().decode().endswith("# EOF\n")
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert "hotspot_test_value 42.0" in gzip.decompress(resp.read()).decode()
 
 
 def openssl(*args: str) -> None:
@@ -160,3 +177,21 @@ def test_tls_handshake_failure_does_not_stop_server(serve, pki: Path) -> None:  
         get(f"http://{host}:{port}/metrics")
     ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
     assert get(f"https://{host}:{port}/metrics", context=ctx)[0] == 200
+
+
+def test_silent_tls_connections_hold_no_thread_and_block_no_scrape(serve, pki: Path) -> None:  # type: ignore[no-untyped-def]
+    """100 connections that never finish a TLS handshake: no thread each, and a scrape is served."""
+    server = serve(Exposition(tls_cert_file=str(pki / "server.pem"), tls_key_file=str(pki / "server.key")))
+    host, port = server.address
+    before = threading.active_count()
+    silent = [socket.create_connection((host, port), timeout=5) for _ in range(100)]
+    try:
+        for s in silent[:50]:
+            s.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello, never finished
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        status, body = get(f"https://{host}:{port}/metrics", context=ctx)
+        assert status == 200 and "hotspot_test_value" in body
+        assert threading.active_count() <= before + 2  # the scrape's worker, at most
+    finally:
+        for s in silent:
+            s.close()

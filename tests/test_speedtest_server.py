@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -95,6 +96,97 @@ def test_oversized_upload_is_refused(server: SpeedtestServer) -> None:
     assert resp.status == 413 and b"Content-Length must be 0 to" in resp.read()
 
 
+def read_to_close(s: socket.socket) -> bytes:
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_pipelined_requests_with_bodies_are_each_answered(server: SpeedtestServer) -> None:
+    """Two uploads and a GET sent back to back before any answer (what a client that does not wait
+    does): the bytes read past one request start the next, and each gets its 200."""
+    body = os.urandom(200_000)
+    post = b"POST /empty HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    with socket.create_connection(server.server_address[:2], timeout=5) as s:
+        s.sendall(post + post + b"GET /empty HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = read_to_close(s)
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    assert metric(server, "hotspot_speedtest_server_received_bytes_total") == 2 * len(body)
+
+
+def test_chunked_upload_is_read_and_counted(server: SpeedtestServer) -> None:
+    """LibreSpeed's command-line client uploads with Transfer-Encoding: chunked: read to the end,
+    counted, and the kept-alive connection serves the next request."""
+    c = conn(server)
+    pieces = [os.urandom(MIB), os.urandom(100_000), os.urandom(1)]
+    c.request("POST", "/empty.php", body=iter(pieces), encode_chunked=True)
+    resp = c.getresponse()
+    assert resp.status == 200 and resp.read() == b""
+    c.request("GET", "/empty.php")
+    assert c.getresponse().status == 200
+    c.close()
+    assert metric(server, "hotspot_speedtest_server_received_bytes_total") == MIB + 100_001
+
+
+def test_chunked_upload_is_bounded_like_any_other(server: SpeedtestServer) -> None:
+    """Chunks adding up past the upload limit (4 MiB here) get 413, as a Content-Length would.
+    (Past the limit the server reads and drops at most 256 KiB more before it closes, so the
+    client here sends only 100 kB more and reads the answer; a bigger excess is cut off.)"""
+    c = conn(server)
+    pieces = [os.urandom(MIB)] * 4 + [os.urandom(100_000)]
+    c.request("POST", "/empty.php", body=iter(pieces), encode_chunked=True)
+    resp = c.getresponse()
+    assert resp.status == 413 and b"chunked upload over 4194304 bytes" in resp.read()
+
+
+@pytest.mark.parametrize("size_line", [b"\xc2\xb2", b"0x10", b"+10", b"-1", b"zz"])
+def test_malformed_chunk_size_gets_400(server: SpeedtestServer, size_line: bytes) -> None:
+    """A chunk size that is not plain hex digits is a 400 naming the fault, not a traceback."""
+    with socket.create_connection(server.server_address[:2], timeout=5) as s:
+        s.sendall(
+            b"POST /empty HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + size_line + b"\r\n"
+        )
+        answer = read_to_close(s)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"bad chunk size" in answer
+
+
+def test_request_head_has_one_deadline() -> None:
+    """A head dripped a byte at a time is answered 408 at the head deadline, however often it drips."""
+    s = start(ServerSettings(head_timeout_s=0.5))
+    try:
+        with socket.create_connection(s.server_address[:2], timeout=5) as c:
+            began = time.monotonic()
+            c.sendall(b"GET /empty HTTP/1.1\r\n")
+            answer = b""
+            for _ in range(40):
+                try:
+                    c.sendall(b"X")
+                except OSError:
+                    break
+                c.settimeout(0.05)
+                try:
+                    answer += c.recv(4096)
+                except TimeoutError:
+                    continue
+                if answer:
+                    break
+        assert answer.startswith(b"HTTP/1.1 408 ") and b"not complete in 0.5 s" in answer
+        assert time.monotonic() - began < 1.5
+    finally:
+        s.shutdown()
+        s.server_close()
+
+
+def test_oversized_head_gets_431(server: SpeedtestServer) -> None:
+    """A head over 16 KiB, or with over 100 header lines, is answered 431 and closed."""
+    for head in (b"X-Pad: " + b"a" * 20_000 + b"\r\n", b"X-A: b\r\n" * 150):
+        with socket.create_connection(server.server_address[:2], timeout=5) as s:
+            s.sendall(b"GET /empty HTTP/1.1\r\n" + head + b"\r\n")
+            answer = read_to_close(s)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:60]
+
+
 def test_per_ip_connection_limit_answers_429(server: SpeedtestServer) -> None:
     """A fourth open connection from one address gets 429 with a body naming the limit."""
     held = [conn(server) for _ in range(3)]
@@ -109,12 +201,14 @@ def test_per_ip_connection_limit_answers_429(server: SpeedtestServer) -> None:
 
 
 def test_total_connection_limit_answers_503() -> None:
-    """Past the server-wide limit a connection gets 503."""
+    """Past the server-wide limit a connection gets 503 when no connection waits for its head."""
     s = start(ServerSettings(max_connections=1))
     try:
-        first = conn(s)
-        first.request("GET", "/empty")
-        first.getresponse().read()
+        first = conn(s)  # mid-upload: being served, so not one to close for room
+        first.putrequest("POST", "/empty")
+        first.putheader("Content-Length", "10")
+        first.endheaders(b"x")
+        time.sleep(0.2)
         status, body = get(s, "/empty")
         assert status == 503 and b"server full" in body
         first.close()

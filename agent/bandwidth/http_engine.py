@@ -57,6 +57,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
+from agent.digits import ascii_hex, ascii_uint
 from agent.redact import Redactor
 from agent.result import reason_for
 
@@ -224,7 +225,7 @@ class Response:
 
     def _parse_head(self, head: str) -> None:
         lines = head.split("\r\n")
-        m = re.fullmatch(r"HTTP/1\.([01]) (\d{3})(?: .*)?", lines[0])
+        m = re.fullmatch(r"HTTP/1\.([01]) ([0-9]{3})(?: .*)?", lines[0])
         if not m:
             raise EngineError("protocol", f"{self.what}: not an HTTP status line: {lines[0][:60]!r}")
         self.status = int(m.group(2))
@@ -240,10 +241,10 @@ class Response:
             self.chunked = True
             self._state = "size"
         elif "content-length" in fields:
-            try:
-                self.length = int(fields["content-length"])
-            except ValueError:
-                raise EngineError("protocol", f"{self.what}: bad Content-Length") from None
+            length = ascii_uint(fields["content-length"])
+            if length is None:
+                raise EngineError("protocol", f"{self.what}: bad Content-Length")
+            self.length = length
             self._state = "body"
             self.done = self.length == 0
         else:
@@ -261,10 +262,10 @@ class Response:
         line = bytes(self._line + piece[:nl]).rstrip(b"\r")
         self._line.clear()
         if self._state == "size":
-            try:
-                self._left = int(line.split(b";")[0], 16)
-            except ValueError:
-                raise EngineError("protocol", f"{self.what}: bad chunk size {line[:20]!r}") from None
+            size = ascii_hex(line.split(b";")[0].strip().decode("latin-1"))
+            if size is None:
+                raise EngineError("protocol", f"{self.what}: bad chunk size {line[:20]!r}")
+            self._left = size
             self._state = "data" if self._left else "trailer"
         elif self._state == "data_end":
             if line:

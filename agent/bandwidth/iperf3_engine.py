@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
+from agent.digits import ascii_uint
 from agent.result import Reason
 
 DEFAULT_PORT = 5201
@@ -47,9 +48,10 @@ def parse_server(server: str) -> tuple[str, int]:
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    number = ascii_uint(port)
+    if not host or number is None or not 0 < number < 65536:
         raise ValueError(f"iperf3 server must be HOST[:PORT] with a port in 1–65535, got {server!r}")
-    return host, int(port)
+    return host, number
 
 
 def measure(

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
+from agent.digits import ascii_uint
 from agent.result import REASONS, Reason, reason_for
 
 # Time for the configuration, the server list and 15 latency requests: twice the test length,
@@ -52,7 +53,7 @@ JPG_BYTES = {
 def parse_server_ids(server: str) -> list[int]:
     """ "" → [] (automatic choice); "1234,5678" → [1234, 5678]; anything else is a ValueError."""
     parts = [p.strip() for p in server.split(",")] if server.strip() else []
-    if not all(p.isdigit() for p in parts):
+    if any(ascii_uint(p) is None for p in parts):
         raise ValueError(
             f'speedtest server must be "" or speedtest.net server ids like "1234,5678", got {server!r}'
         )

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import cramjam
 
 import agent
+from agent.digits import ascii_uint
 from agent.push.settings import PushSettings
 from agent.redact import Redactor, basic_credential
 
@@ -200,8 +201,9 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = ascii_uint(value)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
