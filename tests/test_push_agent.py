@@ -106,8 +106,9 @@ def test_agent_pushes_each_snapshot_once_across_outage_and_sigkill(tmp_path: Pat
             assert abs(value - ts / 1000) < 0.25, (ts, value)
         gaps = [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
         restart = [g for g in gaps if g > 1.5 * INTERVAL_S]
-        # One pusher: snapshots 0.5 s apart (two would interleave); none lost but across the restart.
-        assert all(g > 0.6 * INTERVAL_S for g in gaps), min(gaps)
+        # One pusher: snapshots 0.5 s apart (two would interleave, making every other gap short); a
+        # snapshot late on a loaded machine makes one short gap after it, so a few are allowed.
+        assert sum(g < 0.6 * INTERVAL_S for g in gaps) <= max(1, len(gaps) // 10), gaps
         assert len(restart) <= 1 and max(gaps) < 3.0, restart  # the restart's gap only
         before_kill = [t for t in stamps if t < killed_at * 1000]
         assert len(before_kill) >= 2 * (3 + 2) - 2  # the outage's snapshots were kept and delivered
