@@ -19,7 +19,9 @@ from agent.config import Config, ConfigError
 from agent.i18n import _
 from agent.probes import PROBES
 from agent.probes.bandwidth import BandwidthRun
+from agent.redact import RedactingFormatter, escape_controls
 from agent.scheduler import ProbeScheduler
+from agent.schema import secrets_in
 from agent.site import Site
 from agent.verdict import describe_results
 
@@ -53,7 +55,9 @@ def _setup_logging(level: str) -> None:
         if not sys.stderr.isatty()
         else "%(asctime)s %(levelname)s %(message)s"
     )
-    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter(fmt))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -64,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     _setup_logging(config.log_level)
+    RedactingFormatter.install(secrets_in(config))
     try:
         agent = Agent(config, args.config, args.listen)
     except OSError as exc:
@@ -143,7 +148,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(_json(args.probe, results, ok), ensure_ascii=False, default=str))
     else:
-        print(describe_results(args.probe, results, site))
+        # Details quote the other side (status lines, names): no control character reaches the terminal.
+        print(
+            "\n".join(
+                escape_controls(line) for line in describe_results(args.probe, results, site).split("\n")
+            )
+        )
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -14,7 +14,9 @@ from agent import config as config_module
 from agent.config import Config, ConfigError
 from agent.metrics import AgentMetrics
 from agent.probes import PROBES
+from agent.redact import RedactingFormatter
 from agent.scheduler import ProbeScheduler
+from agent.schema import secrets_in
 from agent.server import MetricsServer
 
 log = logging.getLogger(__name__)
@@ -88,11 +90,13 @@ class Agent:
             self.metrics.config_ok = False
             self.metrics.reloads["failure"] += 1
             log.error(
-                "config reload refused, still running the previous config; problems:\n  %s",
-                "\n  ".join(exc.problems),
+                "config reload refused, still running the previous config; %d problem(s):", len(exc.problems)
             )
+            for problem in exc.problems:  # one record each: the log escapes line breaks inside arguments
+                log.error("  %s", problem)
             return False
         old, self.config = self.config, new
+        RedactingFormatter.install(secrets_in(new))
         self.metrics.site = new.site
         enabled = new.probes.enabled()
         self.metrics.set_probes(enabled)

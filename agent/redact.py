@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -63,10 +64,33 @@ class Redactor:
             else None
         )
 
+    def mask(self, text: str) -> str:
+        """`text` with every form of every secret masked; line breaks and other controls kept."""
+        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+
     def __call__(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
-        return escape_controls(text)
+        return escape_controls(self.mask(text))
+
+
+class RedactingFormatter(logging.Formatter):
+    """The log's one redaction path: every record's string arguments (where text from the other side
+    goes: answers, bodies, names, errors) are masked and have their controls escaped, so no argument
+    can forge a line; then the whole line, traceback included, is masked again.
+
+    `secrets` is replaced when the config is (re)loaded: `RedactingFormatter.install(secrets)`.
+    """
+
+    redactor = Redactor(())
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(self.redactor(a) if isinstance(a, str) else a for a in record.args)
+        return self.redactor.mask(super().format(record))
+
+    @classmethod
+    def install(cls, secrets: Iterable[str]) -> None:
+        """Mask these secrets from now on, in every handler formatted by this class."""
+        cls.redactor = Redactor(secrets)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -8,6 +8,7 @@ Unknown keys are errors: a typo must never be silently ignored.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import ipaddress
 import os
@@ -50,6 +51,22 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
+
+
+def secrets_in(settings: Any) -> list[str]:
+    """Every Secret's value inside parsed settings (dataclasses, mappings, sequences), for redaction."""
+    if isinstance(settings, Secret):
+        return [settings.reveal()]
+    if isinstance(settings, BasicAuth):  # sent as base64 of user:password, so echoed that way too
+        password = settings.password.reveal()
+        return [password, base64.b64encode(f"{settings.username}:{password}".encode()).decode()]
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return [s for f in dataclasses.fields(settings) for s in secrets_in(getattr(settings, f.name))]
+    if isinstance(settings, dict):
+        return [s for v in settings.values() for s in secrets_in(v)]
+    if isinstance(settings, (list, tuple, frozenset, set)):
+        return [s for v in settings for s in secrets_in(v)]
+    return []
 
 
 @dataclasses.dataclass(frozen=True)

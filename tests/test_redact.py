@@ -177,3 +177,35 @@ def test_measure_bandwidth_json_never_shows_the_token(echo, tmp_path: Path) -> N
     assert out["ok"] is False and "403" in json.dumps(out), out
     assert MASK in json.dumps(out)
     assert_clean(res.stdout + res.stderr)
+
+
+def test_every_log_line_of_the_agent_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    """The daemon's log handler masks configured secrets and escapes controls in every argument, for
+    any module's record (not only push's), and a traceback carrying a secret is masked too."""
+    from agent.cli import _setup_logging
+    from agent.redact import RedactingFormatter
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        _setup_logging("info")
+        from agent.schema import secrets_in
+
+        settings = {"push": BasicAuth("site", Secret(PASSWORD)), "bandwidth": Secret(TOKEN)}
+        RedactingFormatter.install(secrets_in(settings))
+        echoed = f"HTTP/1.1 2\x1b[2J00 {basic_credential('site', PASSWORD)}\nERROR forged line {quote(TOKEN)}"
+        logging.getLogger("agent.probes.http").info("http: %s", echoed)
+        try:
+            raise OSError(f"server said {json.dumps(PASSWORD)}")
+        except OSError:
+            logging.getLogger("agent.scheduler").exception("probe failed")
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        RedactingFormatter.install(())
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[2J" in err
+    assert not any(line.startswith("ERROR forged") for line in err.splitlines())
+    for secret in (PASSWORD, TOKEN, basic_credential("site", PASSWORD), quote(TOKEN), json.dumps(PASSWORD)):
+        assert secret not in err
+    assert err.count(MASK) >= 3
