@@ -47,6 +47,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from agent.digits import ascii_uint
 from agent.http_guard import GuardedHandler, GuardedServer, Limits
+from agent.redact import RedactingFormatter
 from agent.schema import split_host_port
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)  # request lines come from strangers: the one redaction path
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         host, port = split_host_port(args.listen)
     except ValueError as exc:
@@ -367,9 +370,13 @@ def command(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"--token-file {args.token_file}: cannot read: {exc.strerror}", file=sys.stderr)
             return 2
+        except UnicodeDecodeError as exc:
+            print(f"--token-file {args.token_file}: not UTF-8 text (byte {exc.start})", file=sys.stderr)
+            return 2
         if not token:
             print(f"--token-file {args.token_file}: empty", file=sys.stderr)
             return 2
+    RedactingFormatter.install([token] if token else [])
     for name in ("max_chunks", "max_connections", "max_connections_per_ip"):
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')}: must be at least 1", file=sys.stderr)

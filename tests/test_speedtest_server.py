@@ -293,11 +293,14 @@ def test_command_serves_until_terminated(tmp_path: Path) -> None:
         (["--listen", "nonsense"], "not HOST:PORT"),
         (["--listen", "127.0.0.1:0", "--token-file", "/nonexistent/token"], "cannot read"),
         (["--listen", "127.0.0.1:0", "--max-chunks", "0"], "--max-chunks: must be at least 1"),
+        (["--listen", "127.0.0.1:0", "--token-file", "{cp1258}"], "not UTF-8 text"),
     ],
 )
-def test_command_rejects_bad_arguments(args: list[str], message: str) -> None:
-    """Bad arguments exit 2 with one clear line, no traceback."""
-    proc = run_cli(*args)
+def test_command_rejects_bad_arguments(args: list[str], message: str, tmp_path: Path) -> None:
+    """Bad arguments exit 2 with one clear line, no traceback (a token saved as cp1258 included)."""
+    legacy = tmp_path / "token"
+    legacy.write_bytes("mật-khẩu-xã".encode("cp1258", errors="replace") + b"\xfd")
+    proc = run_cli(*(str(legacy) if a == "{cp1258}" else a for a in args))
     _out, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert message in err and "Traceback" not in err
