@@ -13,6 +13,10 @@ COMMANDS = {
         "serve the bandwidth test target the agents measure against",
     ),
     "targets": ("collector.targets", "site inventory -> Prometheus file_sd target files"),
+    "requirement": (
+        "collector.requirement",
+        "check the province's requirement file; write its recording rules",
+    ),
     "inventory": ("collector.inventory", "(re)generate an example inventory from the real communes in data/"),
 }
 
