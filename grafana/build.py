@@ -38,7 +38,10 @@ Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 DATASOURCE_UID = "hotspot-prometheus"  # the uid provisioning/datasources/prometheus.yaml gives Prometheus
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
-DS = dm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+# Every panel reads the Prometheus chosen in the `datasource` variable, whose default is the
+# provisioned one: provisioning works as before, and the JSON also imports through Grafana's UI on
+# another server (the variable then offers that server's Prometheus data sources).
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 MBIT = 1_000_000  # panels show bit/s: bytes/s metrics are multiplied by 8
 DEFAULT_THRESHOLD_BPS = 80 * MBIT  # the default pass threshold: 80% of a 100 Mbit/s line
 
@@ -71,19 +74,22 @@ SITE_SEL = 'site="$site"'
 
 
 def status_expr(sel: str) -> str:
-    """Per site: 0 down, 1 below the requirement, 2 not enough tests yet, 3 meets (label: site)."""
+    """Per site: 0 down, 1 below the requirement, 2 not enough tests yet, 3 meets (label: site).
+    Every inventory site has one: a listed site with no state at all (never heard) is down."""
     up = f"max by (site) (site:hotspot_up:bool{{{sel}}})"
     met = f"max by (site) (site:hotspot_requirement_met:bool{{{sel}}})"
+    listed = f'max by (site) (site:hotspot_inventory:info{{{sel}, maintenance="false"}})'
     return (
         f"({up} == 0) or ({met} == 0) + {BELOW} or ({met} == 1) + {MEETS - 1} or ({up} == 1) + {UNKNOWN - 1}"
+        f" or {listed} * {DOWN}"
     )
 
 
 def info_expr(sel: str) -> str:
-    """The site description; over a day so that a site that fell silent keeps its place on the map."""
+    """The site description from the inventory (coordinates included), so that a site silent for
+    weeks, or never heard from, keeps its place on the map and in the tables."""
     return (
-        "max by (site, name, commune, site_type, latitude, longitude) "
-        f"(last_over_time(hotspot_site_info{{{sel}}}[1d]))"
+        f"max by (site, name, commune, site_type, latitude, longitude) (site:hotspot_inventory:info{{{sel}}})"
     )
 
 
@@ -235,6 +241,12 @@ class Board:
             .tooltip(dm.DashboardCursorSync.CROSSHAIR)
             .links(nav_links(lang))
         )
+        self.dashboard = self.dashboard.with_variable(
+            db.DatasourceVariable("datasource")
+            .type("prometheus")
+            .label(T("Nguồn dữ liệu", "Data source")(lang))
+            .current(dm.VariableOption(selected=True, text="Hotspot Prometheus", value=DATASOURCE_UID))
+        )
         for variable in variables:
             self.dashboard = self.dashboard.with_variable(VARIABLES[variable](lang))
 
@@ -298,35 +310,35 @@ VARIABLES: dict[str, Callable[[Lang], Any]] = {
     "province": variable(
         "province",
         T("Tỉnh", "Province"),
-        "label_values(hotspot_site_info, province)",
+        "label_values(site:hotspot_inventory:info, province)",
         multi=False,
         all_=False,
     ),
     "commune": variable(
         "commune",
         T("Xã", "Commune"),
-        'label_values(hotspot_site_info{province="$province"}, commune)',
+        'label_values(site:hotspot_inventory:info{province="$province"}, commune)',
         multi=True,
         all_=True,
     ),
     "commune_one": variable(
         "commune",
         T("Xã", "Commune"),
-        'label_values(hotspot_site_info{province="$province"}, commune)',
+        'label_values(site:hotspot_inventory:info{province="$province"}, commune)',
         multi=False,
         all_=False,
     ),
     "site_type": variable(
         "site_type",
         T("Loại điểm", "Site type"),
-        'label_values(hotspot_site_info{province="$province", commune=~"$commune"}, site_type)',
+        'label_values(site:hotspot_inventory:info{province="$province", commune=~"$commune"}, site_type)',
         multi=True,
         all_=True,
     ),
     "site": variable(
         "site",
         T("Điểm", "Site"),
-        "label_values(hotspot_site_info"
+        "label_values(site:hotspot_inventory:info"
         '{province="$province", commune=~"$commune", site_type=~"$site_type"}, site)',
         multi=False,
         all_=False,
@@ -502,10 +514,11 @@ def overview(lang: Lang) -> dict[str, Any]:
         ),
         T("Điểm dưới yêu cầu", "Sites below the requirement"),
         T(
-            "Điểm không đạt quy tắc mặc định: ít nhất 80% phép đo đạt 80% tốc độ hợp đồng và 95% phép đo "
-            "độ trễ không quá 100 ms, trong 7 ngày.",
-            "Sites failing the default rule: at least 80% of speed tests reach 80% of the contracted "
-            "speed and 95% of latency tests are at or under 100 ms, over 7 days.",
+            "Điểm không đạt tiêu chí của tỉnh (collector/requirement.yaml) trong 7 ngày: ít nhất 80% phép đo "
+            "trên 80 Mbit/s mỗi chiều, 95% phép đo độ trễ không quá 100 ms, hoạt động từ 90% thời gian.",
+            "Sites failing the province's rule (collector/requirement.yaml) over 7 days: at least 80% of "
+            "tests above 80 Mbit/s each way, 95% of latency tests at or under 100 ms, available 90% of "
+            "the time.",
         )
         + count_note,
         4,
@@ -556,8 +569,10 @@ def overview(lang: Lang) -> dict[str, Any]:
         ),
         T("Điểm đạt yêu cầu", "Sites meeting"),
         T(
-            "Tỷ lệ điểm của tỉnh đạt yêu cầu, trong số điểm đủ phép đo (toàn tỉnh).",
-            "Share of the province's sites meeting the requirement, of those with enough tests.",
+            "Tỷ lệ điểm đạt yêu cầu trên mọi điểm trong danh mục trừ điểm bảo trì (toàn tỉnh): điểm mất kết "
+            "nối hoặc chưa đủ số liệu vẫn được tính.",
+            "Share of the province's sites meeting the requirement, out of every inventory site outside "
+            "maintenance: sites down or without enough tests still count.",
         ),
         4,
         4,
@@ -581,7 +596,14 @@ def overview(lang: Lang) -> dict[str, Any]:
         )
         .view(geomap.MapViewConfig().id("fit").lat(20).lon(106).zoom(9))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
-        .basemap(cb.MapLayerOptions().type("default").name(T("Bản đồ nền", "Basemap")(lang)))
+        # A basemap Grafana ships (country outlines, public/maps): works on a closed network, where
+        # the default tile servers cannot be reached.
+        .basemap(
+            cb.MapLayerOptions()
+            .type("geojson")
+            .name(T("Bản đồ nền", "Basemap")(lang))
+            .config({"src": "public/maps/countries.geojson", "style": {"color": "#c8d0d8", "opacity": 0.4}})
+        )
         .layers(
             [
                 cb.MapLayerOptions()
@@ -721,9 +743,7 @@ def overview(lang: Lang) -> dict[str, Any]:
                 table_format=True,
             ),
             query(
-                only_problems(
-                    sel, f"max by (site) (last_over_time(hotspot_agent_clock_seconds{{{sel}}}[1d])) * 1000"
-                ),
+                only_problems(sel, f"max by (site) (site:hotspot_last_heard:timestamp{{{sel}}}) * 1000"),
                 ref="D",
                 instant=True,
                 table_format=True,

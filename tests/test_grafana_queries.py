@@ -41,6 +41,7 @@ import psutil
 import pytest
 import yaml
 
+from agent.metrics import GOODPUT_BOUNDS, RTT_BOUNDS_S, _go_float
 from collector import inventory
 from collector import targets as collector_targets
 from tests.dnsserver import DnsServer, Zone
@@ -211,6 +212,29 @@ def standin_exposition(site: str, commune: str, scrape: int, meets: bool) -> str
         "counter",
         [(f'{bw},direction="download"', meeting), (f'{bw},direction="upload"', tests)],
     )
+    # Each test's goodput and RTT as the histograms the province's verdict reads: download tests at
+    # 92 Mbit/s (or 1 in 5 at 92 and the rest at 41), upload at 88; every RTT 31 ms.
+    slow = tests - meeting
+    lines.append("# TYPE hotspot_bandwidth_test_goodput_bytes_per_second histogram")
+    for direction, fast in (("download", meeting), ("upload", tests)):
+        g = f'{ident},{bw},direction="{direction}"'
+        for bound in GOODPUT_BOUNDS:
+            below = (slow if direction == "download" and bound >= 41 * 125_000 else 0) + (
+                fast if bound >= 100 * 125_000 else 0
+            )
+            le = _go_float(bound)
+            lines.append(f'hotspot_bandwidth_test_goodput_bytes_per_second_bucket{{{g},le="{le}"}} {below}')
+        lines.append(f'hotspot_bandwidth_test_goodput_bytes_per_second_bucket{{{g},le="+Inf"}} {tests}')
+        lines.append(f"hotspot_bandwidth_test_goodput_bytes_per_second_count{{{g}}} {tests}")
+        lines.append(f"hotspot_bandwidth_test_goodput_bytes_per_second_sum{{{g}}} {tests * 11e6}")
+    lines.append("# TYPE hotspot_ping_test_rtt_seconds histogram")
+    rtt = f'{ident},target="203.0.113.1",role="internet"'
+    for rtt_bound in RTT_BOUNDS_S:
+        n = 30 * scrape if rtt_bound >= 0.031 else 0
+        lines.append(f'hotspot_ping_test_rtt_seconds_bucket{{{rtt},le="{_go_float(rtt_bound)}"}} {n}')
+    lines.append(f'hotspot_ping_test_rtt_seconds_bucket{{{rtt},le="+Inf"}} {30 * scrape}')
+    lines.append(f"hotspot_ping_test_rtt_seconds_count{{{rtt}}} {30 * scrape}")
+    lines.append(f"hotspot_ping_test_rtt_seconds_sum{{{rtt}}} {0.031 * 30 * scrape}")
     family(
         "hotspot_bandwidth_test_bytes_total",
         "counter",
