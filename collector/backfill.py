@@ -11,9 +11,10 @@ has a bad day (goodput at 40%).
 What is written, per site (identity labels as the agents' series), is what the agents and the
 collector's rules would have recorded, at a coarse step:
 - every 5 min: `site:hotspot_up:bool` and `site:hotspot_internet_up:bool` (what the site-state rules
-  record; availability is their average), `hotspot_ping_up`;
-- every hour: `site:hotspot_inventory:info`, `hotspot_site_info`, the latency test counters and RTT
-  histogram (60 tests an hour), `hotspot_ping_rtt_seconds`;
+  record; availability is their average);
+- every hour: `site:hotspot_inventory:info`, `hotspot_site_info`, `hotspot_ping_up`,
+  `hotspot_ping_rtt_seconds`, `site:hotspot_last_heard:timestamp`;
+- every 6 hours: the latency test counters and RTT histogram (60 tests an hour);
 - after each bandwidth test (every 6 h): the goodput histogram, the agent's test counters (the
   contract check) and the last test's goodput gauges.
 Nothing is written while a site is not heard. `truth` returns the figures the generator knows, per
@@ -45,6 +46,7 @@ __all__ = ["GOODPUT_BOUNDS_MBPS", "SiteTruth", "backfill", "month_of"]
 STATE_STEP = 300  # s
 HOUR = 3600
 TEST_EVERY = 6 * HOUR
+COUNTER_EVERY = 6 * HOUR  # latency test counters: sampled this often
 PING_TESTS_PER_HOUR = 60
 PROFILES = ("good", "slow", "marginal", "flaky", "laggy", "dead", "never")
 WEIGHTS = (0.76, 0.06, 0.05, 0.06, 0.03, 0.03, 0.01)
@@ -197,17 +199,24 @@ def site_history(
     ping_up = _Series(
         "hotspot_ping_up", _labels({**agent, "target": "1.1.1.1", "role": "internet", "method": "icmp"})
     )
+    last = _Series("site:hotspot_last_heard:timestamp", _labels(ident))
+    heard_at: float | None = None
     for t in range(p.start, p.end, STATE_STEP):
         h = 1.0 if s.heard(t) else 0.0
         up.samples.append((t, h))
         inet.samples.append((t, h))
         if h:
-            ping_up.samples.append((t, 1.0))
+            heard_at = t
+        if (t - p.start) % HOUR == 0:
+            if h:
+                ping_up.samples.append((t, 1.0))
+            if heard_at is not None:
+                last.samples.append((t, heard_at))
         tr = truth_of(t)
         if tr is not None:
             tr.steps += 1
             tr.up_steps += int(h)
-    yield from (up, inet, ping_up)
+    yield from (up, inet, ping_up, last)
 
     info = _Series("site:hotspot_inventory:info", _labels(_inventory_labels(site)))
     site_info = _Series(
@@ -240,6 +249,7 @@ def site_history(
     counts = [0] * n_rtt
     total = within = 0
     rtt_total = 0.0
+    pending = pending_within = 0
     for t in range(p.start, p.end, HOUR):
         info.samples.append((t, 1.0))
         if not s.heard(t):
@@ -254,10 +264,18 @@ def site_history(
             rtt_total += rtt
         total += PING_TESTS_PER_HOUR
         within += n_within
+        pending += PING_TESTS_PER_HOUR
+        pending_within += n_within
+        rtt_gauge.samples.append((t, round(sum(fast + slow) / PING_TESTS_PER_HOUR, 6)))
+        # The latency counters are sampled every 6 hours (a coarse step): their tests count in the
+        # period of the sample that first shows them.
+        if (t - p.start) % COUNTER_EVERY:
+            continue
         tr = truth_of(t)
         if tr is not None:
-            tr.latency_tests += PING_TESTS_PER_HOUR
-            tr.latency_within += n_within
+            tr.latency_tests += pending
+            tr.latency_within += pending_within
+        pending = pending_within = 0
         ping_tests.samples.append((t, total))
         ping_within.samples.append((t, within))
         cum = 0
@@ -267,7 +285,6 @@ def site_history(
         rtt_inf.samples.append((t, total))
         rtt_count.samples.append((t, total))
         rtt_sum.samples.append((t, round(rtt_total, 6)))
-        rtt_gauge.samples.append((t, round(sum(fast + slow) / PING_TESTS_PER_HOUR, 6)))
     yield from (
         info,
         site_info,
