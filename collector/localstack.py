@@ -11,9 +11,12 @@ agent probe only touches loopback. Prints the URLs and runs until Ctrl-C, then s
 With `--history INVENTORY` (make run: the Nam Định example), Prometheus starts on a month of
 backfilled history for that province (collector/backfill.py), so the dashboards and the monthly
 report have a month to show from the first minute. The history is generated once a day into
-run/history/ and hard-linked into each run's data directory. Only its inventory rules are loaded
-(no scrape targets: those addresses are not on this machine), and the verdict rules keep their
-real 7-day windows so the month is judged as in production.
+run/history/ (ending when it was generated) and hard-linked into each run's data directory. Only
+its inventory rules are loaded (no scrape targets: those addresses are not on this machine), and
+the verdict rules keep their real 7-day windows so the month is judged as in production. Its sites
+run no agent here: from the history's end on, its pushing sites count as not heard (and, with
+every window shortened, soon weigh on the rolling availability); the calendar month and the
+report show the history as it was.
 
 The integration test (tests/test_alerting_integration.py) builds the same stack with `Stack`.
 """
@@ -411,12 +414,14 @@ class Stack:
     def load_history(self, inventory_path: Path) -> None:
         """A month of history up to today for the inventory, generated once a day into the cache
         and hard-linked (blocks are never rewritten in place) into this run's data directory."""
-        today = dt.datetime.now(backfill.TZ).replace(hour=0, minute=0, second=0, microsecond=0)
-        cached = self.history_cache / f"{inventory_path.stem}-{today:%Y-%m-%d}"
+        now = dt.datetime.now(backfill.TZ)
+        end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+        cached = self.history_cache / f"{inventory_path.stem}-{now:%Y-%m-%d}"
         if not (cached / "inventory.yaml").exists():
             shutil.rmtree(cached, ignore_errors=True)
             print(f"generating a month of history for {inventory_path} (once a day; a few minutes)...")
-            stats = backfill.backfill(inventory_path, today - dt.timedelta(days=31), today, cached / "tmp")
+            start = (end - dt.timedelta(days=31)).replace(hour=0, minute=0)
+            stats = backfill.backfill(inventory_path, start, end, cached / "tmp")
             (cached / "tmp").rename(cached / "data")
             (cached / "data" / "inventory.yaml").rename(cached / "inventory.yaml")
             print(f"  {stats['samples']:,.0f} samples, TSDB {stats['tsdb_bytes'] / 1e6:.0f} MB in {cached}")

@@ -785,8 +785,8 @@ def command(args: argparse.Namespace) -> int:
     sh = rep.shares()
     print(
         f"{rep.province} {rep.month}: {sh['sites'][0]} of {sh['sites'][1]} sites and {sh['communes'][0]} of "
-        f"{sh['communes'][1]} communes meet the requirement ({len(rep.sites)} sites, {rep.queries} queries, "
-        f"{time.monotonic() - t0:.1f} s)"
+        f"{sh['communes'][1]} communes meet the requirement ({len(rep.sites)} sites, {rep.queries} queries "
+        f"taking {rep.query_seconds:.1f} s, {time.monotonic() - t0:.1f} s in all)"
     )
     print(f"  {stem}.html\n  {stem}.xlsx")
     return 0
