@@ -34,6 +34,9 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
 from grafana_foundation_sdk.models import prometheus as pm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from collector import requirement
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 DATASOURCE_UID = "hotspot-prometheus"  # the uid provisioning/datasources/prometheus.yaml gives Prometheus
@@ -841,7 +844,90 @@ def overview(lang: Lang) -> dict[str, Any]:
         24,
         12,
     )
+    this_month(b, sel)
     return b.to_json()
+
+
+def this_month(b: Board, sel: str) -> None:
+    """The calendar month so far (panel time `now/M`), judged against the province's rule as
+    collector/requirement.yaml states it (rebuild the dashboards when it changes): the figures
+    behind each site's verdict, worst first. The monthly report gives the official verdicts."""
+    lang = b.lang
+    req = requirement.load()
+    g = requirement.GOODPUT
+    targets = [
+        query(
+            with_info(sel, f"avg_over_time(site:hotspot_internet_up:bool{{{sel}}}[$__range])"),
+            ref="A",
+            instant=True,
+            table_format=True,
+        )
+    ]
+    for ref, direction in (("B", "download"), ("C", "upload")):
+        le = requirement.le_matcher(req.threshold_mbps(direction) * MBIT / 8)
+        d = f'{sel}, direction="{direction}"'
+        tests = f"sum by (site) (increase({g}_count{{{d}}}[$__range]))"
+        below = f'sum by (site) (increase({g}_bucket{{{d}, le=~"{le}"}}[$__range]))'
+        targets.append(
+            query(f"({tests} - {below}) / ({tests} > 0)", ref=ref, instant=True, table_format=True)
+        )
+    lat_le = requirement.le_matcher(req.latency_limit_ms / 1000)
+    targets.append(
+        query(
+            f"sum by (site) (increase({requirement.RTT}_bucket"
+            f'{{{sel}, role="internet", le=~"{lat_le}"}}[$__range]))'
+            " / (sum by (site) (increase(hotspot_ping_tests_total"
+            f'{{{sel}, role="internet"}}[$__range])) > 0)',
+            ref="D",
+            instant=True,
+            table_format=True,
+        )
+    )
+    p = table_panel(
+        targets,
+        hide=["latitude", "longitude"],
+        order=["name", "site", "commune", "site_type", "Value #A", "Value #B", "Value #C", "Value #D"],
+        sort_field=T("Thời gian hoạt động", "Availability")(lang),
+    ).time_from("now/M")
+    p = column(p, "name", T("Tên điểm", "Site name")(lang))
+    p = column(p, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    p = column(p, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
+    p = column(p, "site_type", T("Loại điểm", "Type")(lang))
+    need = {
+        "Value #A": (T("Thời gian hoạt động", "Availability"), req.availability),
+        "Value #B": (T("Phép đo tải xuống đạt", "Download tests meeting"), req.site_test_share),
+        "Value #C": (T("Phép đo tải lên đạt", "Upload tests meeting"), req.site_test_share),
+        "Value #D": (T("Phép đo độ trễ đạt", "Latency tests within the limit"), req.latency_test_share),
+    }
+    for field, (name, level) in need.items():
+        p = column(
+            p,
+            field,
+            name(lang),
+            prop("unit", "percentunit"),
+            prop("decimals", 1),
+            prop("thresholds", steps((None, "red"), (level, "green")).build()),
+            colored_cell(),
+        )
+    b.add(
+        p,
+        T(
+            "Tháng này: số liệu từng điểm theo tiêu chí của tỉnh",
+            "This month: each site against the province's rule",
+        ),
+        T(
+            "Từ đầu tháng (theo lịch) đến nay: thời gian hoạt động, tỷ lệ phép đo tốc độ đạt mỗi "
+            "chiều và tỷ lệ phép đo độ trễ đạt; ô đỏ là dưới mức yêu cầu. Mọi điểm trong danh mục "
+            "đều có mặt, kể cả điểm mất kết nối. Kết luận chính thức: báo cáo tháng "
+            "(hotspot-collector report).",
+            "From the first of the (calendar) month to now: availability, share of speed tests "
+            "meeting in each direction and of latency tests within the limit; red cells are below "
+            "the rule. Every inventory site is listed, down ones too. The official verdicts: the "
+            "monthly report (hotspot-collector report).",
+        ),
+        24,
+        12,
+    )
 
 
 # ---------------------------------------------------------------- 2. commune
