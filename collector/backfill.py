@@ -285,13 +285,7 @@ def site_history(
         pending = pending_within = 0
         ping_tests.samples.append((t, total))
         ping_within.samples.append((t, within))
-        cum = 0
-        for i, series in enumerate(rtt_buckets):
-            cum += counts[i]
-            series.put(t, cum)
-        rtt_inf.samples.append((t, total))
-        rtt_count.samples.append((t, total))
-        rtt_sum.samples.append((t, round(rtt_total, 6)))
+        _put_histogram(t, rtt_buckets, counts, (rtt_inf, rtt_count), total, rtt_sum, rtt_total)
     yield from (
         info,
         site_info,
@@ -342,17 +336,29 @@ def site_history(
                 tr.tests[direction] += 1
                 tr.first_test = t if tr.first_test is None else min(tr.first_test, t)
                 tr.goodputs[direction].append(bps)
-            cum = 0
-            for k, series in enumerate(buckets):
-                cum += per_bucket[k]
-                series.put(t, cum)
-            inf.samples.append((t, n))
-            count.samples.append((t, n))
-            gsum.samples.append((t, round(bsum, 3)))
-            tests.samples.append((t, n))
+            _put_histogram(t, buckets, per_bucket, (inf, count, tests), n, gsum, bsum)
             meeting.samples.append((t, n_meet))
             gauge.samples.append((t, round(value, 3)))
         yield from (*buckets, inf, count, gsum, tests, meeting, gauge)
+
+
+def _put_histogram(
+    t: int,
+    buckets: list[_Series],
+    counts: list[int],
+    totals: tuple[_Series, ...],
+    n: int,
+    sums: _Series,
+    total: float,
+) -> None:
+    """One sample of a histogram: cumulative buckets from per-bucket counts, +Inf/_count, _sum."""
+    cum = 0
+    for series, c in zip(buckets, counts, strict=True):
+        cum += c
+        series.put(t, cum)
+    for series in totals:
+        series.samples.append((t, n))
+    sums.samples.append((t, round(total, 6)))
 
 
 def _go(value: float) -> str:
