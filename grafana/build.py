@@ -845,7 +845,92 @@ def overview(lang: Lang) -> dict[str, Any]:
         12,
     )
     this_month(b, sel)
+    alerts_and_maintenance(b, sel)
     return b.to_json()
+
+
+ALERT_TEXT = {
+    "HotspotSiteDown": T("Mất kết nối tới điểm", "Site down"),
+    "HotspotCommuneOutage": T("Cả xã mất kết nối", "Commune outage"),
+    "HotspotIspOutage": T("Sự cố nhà mạng", "ISP outage"),
+    "HotspotUplinkDown": T("Mất đường truyền", "Uplink down"),
+    "HotspotLanFault": T("Lỗi mạng nội bộ / điểm phát wifi", "LAN or access point fault"),
+    "HotspotDnsFailing": T("Lỗi phân giải tên miền (DNS)", "DNS failing"),
+    "HotspotCaptivePortal": T("Bị trang đăng nhập chặn", "Captive portal in the way"),
+    "HotspotBandwidthBelowRequirement": T("Tốc độ dưới yêu cầu", "Speed below the requirement"),
+    "HotspotBandwidthTestsMissing": T("Không đo được tốc độ", "Speed tests missing"),
+    "HotspotHighLatency": T("Độ trễ cao", "High latency"),
+    "HotspotPacketLoss": T("Mất gói tin", "Packet loss"),
+    "HotspotBufferbloat": T("Trễ tăng khi tải nặng", "Bufferbloat"),
+    "HotspotDataBudgetExhausted": T("Hết hạn mức dữ liệu đo", "Test data budget used up"),
+}
+
+
+def alerts_and_maintenance(b: Board, sel: str) -> None:
+    """Alerts firing now (in words), and the sites in maintenance (left out of every share)."""
+    lang = b.lang
+    alerts = table_panel(
+        [
+            query(
+                "max by (alertname, severity, site, commune) "
+                '(ALERTS{alertstate="firing", province="$province"})',
+                instant=True,
+                table_format=True,
+            )
+        ],
+        hide=["Value"],
+        order=["alertname", "severity", "site", "commune"],
+        sort_field=T("Cảnh báo", "Alert")(lang),
+    )
+    words = [
+        dm.ValueMap(
+            options={
+                name: dm.ValueMappingResult(text=text(lang), index=i)
+                for i, (name, text) in enumerate(ALERT_TEXT.items())
+            }
+        )
+    ]
+    alerts = column(alerts, "alertname", T("Cảnh báo", "Alert")(lang), prop("mappings", words))
+    alerts = column(alerts, "severity", T("Mức độ", "Severity")(lang))
+    alerts = column(alerts, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    alerts = column(alerts, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
+    b.add(
+        alerts,
+        T("Cảnh báo đang bật", "Alerts firing"),
+        T(
+            "Các cảnh báo đang bật trong tỉnh, đã gửi cho cán bộ kỹ thuật.",
+            "Alerts firing in the province, as sent to IT staff.",
+        ),
+        12,
+        8,
+    )
+    held = table_panel(
+        [
+            query(
+                "max by (site, name, commune, site_type) "
+                f'(site:hotspot_inventory:info{{{sel}, maintenance="true"}})',
+                instant=True,
+                table_format=True,
+            )
+        ],
+        hide=["Value"],
+        order=["name", "site", "commune", "site_type"],
+        sort_field=T("Xã", "Commune")(lang),
+    )
+    held = column(held, "name", T("Tên điểm", "Site name")(lang))
+    held = column(held, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    held = column(held, "commune", T("Xã", "Commune")(lang))
+    held = column(held, "site_type", T("Loại điểm", "Type")(lang))
+    b.add(
+        held,
+        T("Điểm đang bảo trì", "Sites in maintenance"),
+        T(
+            "Điểm danh mục ghi đang bảo trì: không cảnh báo và không tính vào tỷ lệ đạt.",
+            "Sites the inventory marks as in maintenance: no alerts, and left out of every share.",
+        ),
+        12,
+        8,
+    )
 
 
 def this_month(b: Board, sel: str) -> None:
