@@ -461,10 +461,10 @@ COLUMNS = [
     ("contract", "Own contract", "Theo hợp đồng"),
 ]
 SITE_TYPES = {
-    "commune_office": ("Commune office", "UBND xã"),
+    "commune_office": ("Commune office", "UBND xã / phường"),
     "health_station": ("Health station", "Trạm y tế"),
     "village_hall": ("Village hall", "Nhà văn hóa thôn"),
-    "school": ("School", "Trường học"),
+    "other": ("Other", "Khác"),
 }
 
 

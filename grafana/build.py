@@ -136,6 +136,26 @@ CAUSE_TEXT = {
 }
 
 
+SITE_TYPE_TEXT = {
+    "commune_office": T("UBND xã / phường", "Commune office"),
+    "health_station": T("Trạm y tế", "Health station"),
+    "village_hall": T("Nhà văn hóa thôn", "Village hall"),
+    "other": T("Khác", "Other"),
+}
+
+
+def site_type_mappings(lang: Lang) -> list[dm.ValueMapping]:
+    """Site types in words, not keys."""
+    return [
+        dm.ValueMap(
+            options={
+                key: dm.ValueMappingResult(text=text(lang), index=i)
+                for i, (key, text) in enumerate(SITE_TYPE_TEXT.items())
+            }
+        )
+    ]
+
+
 def status_mappings(lang: Lang) -> list[dm.ValueMapping]:
     return [
         dm.ValueMap(
@@ -797,7 +817,9 @@ def overview(lang: Lang) -> dict[str, Any]:
     problems = column(problems, "name", T("Tên điểm", "Site name")(lang))
     problems = column(problems, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
     problems = column(problems, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
-    problems = column(problems, "site_type", T("Loại điểm", "Type")(lang))
+    problems = column(
+        problems, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang))
+    )
     problems = column(
         problems,
         "cause",
@@ -920,7 +942,7 @@ def alerts_and_maintenance(b: Board, sel: str) -> None:
     held = column(held, "name", T("Tên điểm", "Site name")(lang))
     held = column(held, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
     held = column(held, "commune", T("Xã", "Commune")(lang))
-    held = column(held, "site_type", T("Loại điểm", "Type")(lang))
+    held = column(held, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang)))
     b.add(
         held,
         T("Điểm đang bảo trì", "Sites in maintenance"),
@@ -977,7 +999,7 @@ def this_month(b: Board, sel: str) -> None:
     p = column(p, "name", T("Tên điểm", "Site name")(lang))
     p = column(p, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
     p = column(p, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
-    p = column(p, "site_type", T("Loại điểm", "Type")(lang))
+    p = column(p, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang)))
     need = {
         "Value #A": (T("Thời gian hoạt động", "Availability"), req.availability),
         "Value #B": (T("Phép đo tải xuống đạt", "Download tests meeting"), req.site_test_share),
@@ -1108,7 +1130,9 @@ def commune(lang: Lang) -> dict[str, Any]:
     )
     sites = column(sites, "name", T("Tên điểm", "Site name")(lang))
     sites = column(sites, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
-    sites = column(sites, "site_type", T("Loại điểm", "Type")(lang))
+    sites = column(
+        sites, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang))
+    )
     for field, text in (
         ("Value #B", T("Tải xuống đạt (7 ngày)", "Download tests meeting (7 d)")),
         ("Value #C", T("Tải lên đạt (7 ngày)", "Upload tests meeting (7 d)")),
