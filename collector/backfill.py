@@ -13,7 +13,8 @@ collector's rules would have recorded, at a coarse step:
 - every 5 min: `site:hotspot_up:bool` and `site:hotspot_internet_up:bool` (what the site-state rules
   record; availability is their average);
 - every hour: `site:hotspot_inventory:info`, `hotspot_site_info`, `hotspot_ping_up`,
-  `hotspot_ping_rtt_seconds`, `site:hotspot_last_heard:timestamp`;
+  `hotspot_ping_rtt_seconds`, `site:hotspot_last_heard:timestamp`, `hotspot_diagnosis` (healthy, or
+  an uplink fault for slow and laggy lines) and its `_since_timestamp_seconds`;
 - every 6 hours: the latency test counters and RTT histogram (60 tests an hour);
 - after each bandwidth test (every 6 h): the goodput histogram, the agent's test counters (the
   contract check) and the last test's goodput gauges.
@@ -256,6 +257,12 @@ def site_history(
     counts = [0] * n_rtt
     total = within = 0
     rtt_total = 0.0
+    # The agent's own diagnosis: a line that is slow or laggy reads as an ISP uplink fault.
+    cause = "uplink_fault" if s.profile in ("slow", "marginal", "laggy") else "healthy"
+    diagnosis = {
+        c: _Series("hotspot_diagnosis", _labels({**agent, "cause": c})) for c in ("healthy", "uplink_fault")
+    }
+    diag_since = _Series("hotspot_diagnosis_since_timestamp_seconds", _labels(agent))
     pending = pending_within = 0
     for t in range(p.start, p.end, HOUR):
         info.samples.append((t, 1.0))
@@ -274,6 +281,9 @@ def site_history(
         pending += PING_TESTS_PER_HOUR
         pending_within += n_within
         rtt_gauge.samples.append((t, round(sum(fast + slow) / PING_TESTS_PER_HOUR, 6)))
+        for c, series in diagnosis.items():
+            series.samples.append((t, 1.0 if c == cause else 0.0))
+        diag_since.samples.append((t, diag_since.samples[0][1] if diag_since.samples else t))
         # The latency counters are sampled every 6 hours (a coarse step): their tests count in the
         # period of the sample that first shows them.
         if (t - p.start) % COUNTER_EVERY:
@@ -296,6 +306,8 @@ def site_history(
         rtt_count,
         rtt_sum,
         rtt_gauge,
+        *diagnosis.values(),
+        diag_since,
     )
 
     for direction, contracted in (

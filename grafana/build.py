@@ -1118,7 +1118,7 @@ def commune(lang: Lang) -> dict[str, Any]:
                 table_format=True,
             ),
             query(
-                f"max by (site, cause) (hotspot_diagnosis{{{sel}}} == 1)",
+                f"max by (site, cause) (last_over_time(hotspot_diagnosis{{{sel}}}[1d]) == 1)",
                 ref="F",
                 instant=True,
                 table_format=True,
