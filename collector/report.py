@@ -145,8 +145,9 @@ class SiteRow:
     rtt_buckets: list[float] = field(default_factory=list)
     availability: float | None = None
     last_heard: float | None = None
+    period_end: float = 0.0
     verdict: str = ""
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[tuple[str, str]] = field(default_factory=list)  # (English, Vietnamese)
     contract: str = ""
 
     def share(self, direction: str) -> float | None:
@@ -196,16 +197,25 @@ def _quantile(q: float, bounds: list[float], cumulative: list[float], total: flo
 def judge(row: SiteRow, req: Requirement, days: float) -> None:
     """Set the site's verdict, reasons and contract check (same rule as rules/verdict.yml)."""
     if row.maintenance:
-        row.verdict, row.reasons, row.contract = "maintenance", ["in maintenance"], ""
+        row.verdict, row.reasons, row.contract = "maintenance", [("in maintenance", "đang bảo trì")], ""
         return
     min_bw, min_lat = req.min_tests(days)
-    reasons: list[str] = []
+    reasons: list[tuple[str, str]] = []
     avail = row.availability
     low = avail is not None and avail < req.availability
     if low:
         if row.last_heard is None:
-            reasons.append("never heard in the month")
-        reasons.append(f"available {avail:.0%} of the month (< {req.availability:.0%})")
+            reasons.append(("never heard in the month", "không gửi số liệu trong tháng"))
+        elif row.last_heard < row.period_end - 3600:
+            when = dt.datetime.fromtimestamp(row.last_heard, TZ).strftime("%Y-%m-%d %H:%M")
+            reasons.append((f"last heard {when}", f"gửi số liệu lần cuối {when}"))
+        level = f"{req.availability:.0%}"
+        reasons.append(
+            (
+                f"available {avail:.0%} of the month (< {level})",
+                f"hoạt động {avail:.0%} thời gian (< {level})",
+            )
+        )
     judged = all(row.tests[d] >= min_bw for d in DIRECTIONS) and row.latency_tests >= min_lat
     ok = True
     for d in DIRECTIONS:
@@ -214,20 +224,35 @@ def judge(row: SiteRow, req: Requirement, days: float) -> None:
             ok = False
             if judged:
                 thr, need = req.threshold_mbps(d), req.site_test_share
-                reasons.append(f"{d}: {s or 0:.0%} of tests above {thr:g} Mbit/s (< {need:.0%})")
+                vi_d = "tải xuống" if d == "download" else "tải lên"
+                reasons.append(
+                    (
+                        f"{d}: {s or 0:.0%} of tests above {thr:g} Mbit/s (< {need:.0%})",
+                        f"{vi_d}: {s or 0:.0%} lần đo trên {thr:g} Mbit/s (< {need:.0%})",
+                    )
+                )
     ls = row.latency_share
     if ls is None or ls < req.latency_test_share:
         ok = False
         if judged:
             limit, need = req.latency_limit_ms, req.latency_test_share
-            reasons.append(f"latency: {ls or 0:.1%} of tests ≤ {limit:g} ms (< {need:.0%})")
+            reasons.append(
+                (
+                    f"latency: {ls or 0:.1%} of tests ≤ {limit:g} ms (< {need:.0%})",
+                    f"độ trễ: {ls or 0:.1%} lần đo ≤ {limit:g} ms (< {need:.0%})",
+                )
+            )
     if low:
         row.verdict = "fails"
     elif not judged:
         row.verdict = "not_enough"
+        down, up, lat = (f"{x:.0f}" for x in (row.tests["download"], row.tests["upload"], row.latency_tests))
         reasons.append(
-            f"not enough tests: {row.tests['download']:.0f} down, {row.tests['upload']:.0f} up, "
-            f"{row.latency_tests:.0f} latency ({min_bw}, {min_bw}, {min_lat} needed)"
+            (
+                f"not enough tests: {down} down, {up} up, {lat} latency "
+                f"({min_bw}, {min_bw}, {min_lat} needed)",
+                f"chưa đủ lần đo: {down} xuống, {up} lên, {lat} độ trễ (cần {min_bw}, {min_bw}, {min_lat})",
+            )
         )
     elif ok and avail is not None:
         row.verdict = "meets"
@@ -393,6 +418,7 @@ def build(prom: Prom, month: str, req: Requirement, province: str = "", now: flo
     for row in rows.values():
         if row.availability is None and not row.maintenance:
             row.availability = 0.0  # listed, never heard: no sample at all is no availability
+        row.period_end = t1
         judge(row, req, days)
     sites = sorted(rows.values(), key=lambda r: (r.commune, r.site))
     return Report(
@@ -503,7 +529,9 @@ def site_values(r: SiteRow, lang: str) -> dict[str, Any]:
         "median_rtt": rnd(r.median_rtt_ms),
         "availability": rnd(r.availability, 4),
         "verdict": word(r.verdict, lang),
-        "reason": "; ".join(r.reasons),
+        "reason": "; ".join(
+            en if lang == "en" else vi if lang == "vi" else f"{en} / {vi}" for en, vi in r.reasons
+        ),
         "contract": word(r.contract, lang) if r.contract else "",
     }
 
