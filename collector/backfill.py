@@ -419,6 +419,7 @@ def backfill(
 ) -> dict[str, float]:
     """Generate the history and turn it into blocks in `out`. Returns timings and sizes.
     Raises InventoryError for a bad inventory, RuntimeError when promtool fails."""
+    load(inventory_path)  # every problem of the inventory, reported as for `targets`
     out.mkdir(parents=True, exist_ok=True)
     doc = demo_inventory(inventory_path, seed)
     inv_file = out / "inventory.yaml"

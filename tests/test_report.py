@@ -212,3 +212,56 @@ def test_report_errors_are_plain(tmp_path: Path, capsys: pytest.CaptureFixture[s
     args.month = "October"
     assert report.command(args) == 2
     assert "expected YYYY-MM" in capsys.readouterr().err
+
+
+def test_backfill_errors_are_plain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad inventory or period is told in a sentence, with nothing written."""
+    from collector import cli
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "sites:\n  - {id: a, commune: X, province: P, latitude: 91, longitude: 0}\n", encoding="utf-8"
+    )
+    out = tmp_path / "data"
+    assert (
+        cli.main(
+            [
+                "backfill",
+                "--inventory",
+                str(bad),
+                "--start",
+                "2026-10-01",
+                "--end",
+                "2026-10-02",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "sites[0].latitude: must be between -90 and 90" in capsys.readouterr().err
+    assert not out.exists()
+    inv = str(ROOT / "collector/examples/nam-dinh.yaml")
+    assert (
+        cli.main(
+            [
+                "backfill",
+                "--inventory",
+                inv,
+                "--start",
+                "2026-10-02",
+                "--end",
+                "2026-10-01",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "--end must be after --start" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        cli.main(
+            ["backfill", "--inventory", inv, "--start", "October", "--end", "2026-10-01", "--out", str(out)]
+        )
+    assert exc.value.code == 2
+    assert "not a date (YYYY-MM-DD): 'October'" in capsys.readouterr().err
