@@ -77,3 +77,19 @@ def test_generated_rules_of_a_changed_file_load(tmp_path: Path) -> None:
     assert requirement.command(argparse.Namespace(file=path, write=out)) == 0
     res = subprocess.run(["promtool", "check", "rules", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_local_stack_keeps_the_verdict_windows_when_it_has_history(tmp_path: Path) -> None:
+    """make run shortens every window, except the verdict rules' when it starts on a month of
+    history: a backfilled week must be judged as a week (tests every 6 hours)."""
+    import yaml
+
+    from collector.localstack import PROMETHEUS_DIR, render_rules
+
+    render_rules(PROMETHEUS_DIR / "rules", tmp_path / "kept", 15, ("verdict.yml",))
+    render_rules(PROMETHEUS_DIR / "rules", tmp_path / "short", 15)
+    kept = yaml.safe_load((tmp_path / "kept" / "verdict.yml").read_text(encoding="utf-8"))
+    short = yaml.safe_load((tmp_path / "short" / "verdict.yml").read_text(encoding="utf-8"))
+    assert "[7d]" in kept["groups"][0]["rules"][0]["expr"]
+    assert "[7d]" not in short["groups"][0]["rules"][0]["expr"]
+    assert kept["groups"][0]["interval"] == short["groups"][0]["interval"] == "8s"
