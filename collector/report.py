@@ -494,6 +494,22 @@ SITE_TYPES = {
 }
 
 
+COMMUNE_COLUMNS = [
+    ("Commune", "Xã"),
+    ("District", "Huyện"),
+    ("Sites counted", "Số điểm được tính"),
+    ("Meet", "Đạt"),
+    ("Do not meet", "Không đạt"),
+    ("Not enough measurements", "Chưa đủ số liệu"),
+    ("In maintenance", "Bảo trì"),
+    ("Verdict", "Kết luận"),
+]
+
+
+def commune_headers(lang: str) -> list[str]:
+    return [en if lang == "en" else vi if lang == "vi" else f"{en} / {vi}" for en, vi in COMMUNE_COLUMNS]
+
+
 def word(key: str, lang: str) -> str:
     w = WORDS[key]
     return f"{w['en']} / {w['vi']}" if lang == "both" else w[lang]
@@ -593,13 +609,16 @@ def _png(fig: Any) -> bytes:
 # -- HTML ---------------------------------------------------------------------------------------
 
 CSS = """
-@page { size: A4 landscape; margin: 12mm; }
+@page { size: A4 landscape; margin: 8mm; }
+@media print { body { margin: 0; font-size: 9pt; } table { font-size: 6.5pt; } }
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 10pt; color: #111; margin: 16px; }
 h1 { font-size: 16pt; margin: 0 0 4px; } h2 { font-size: 12pt; margin: 18px 0 6px; break-after: avoid; }
 table { border-collapse: collapse; width: 100%; font-size: 8pt; }
 th, td { border: 1px solid #bbb; padding: 2px 4px; text-align: left; vertical-align: top; }
 th { background: #eee; } thead { display: table-header-group; } tr { break-inside: avoid; }
-td.n { text-align: right; } .fails { color: #a01d10; font-weight: bold; } .not_enough { color: #b35900; }
+td.n { text-align: right; white-space: nowrap; } td.name { min-width: 11em; }
+td.reason { min-width: 20em; } td.site { white-space: nowrap; }
+.fails { color: #a01d10; font-weight: bold; } .not_enough { color: #b35900; }
 .meets { color: #1e7d32; } .maintenance { color: #555; }
 .big { font-size: 20pt; font-weight: bold; } .box { display: inline-block; margin-right: 40px; }
 img { max-width: 100%; } .note { color: #555; }
@@ -617,7 +636,7 @@ def _fmt(v: Any, key: str) -> str:
 def _css_class(r: SiteRow, key: str, value: Any) -> str:
     if key == "verdict":
         return r.verdict
-    return "n" if isinstance(value, int | float) else ""
+    return "n" if isinstance(value, int | float) else key
 
 
 def render_html(rep: Report, lang: str = "both") -> str:
@@ -651,17 +670,7 @@ def render_html(rep: Report, lang: str = "both") -> str:
         parts.append(f'<img alt="chart" src="data:image/png;base64,{base64.b64encode(png).decode()}">')
 
     parts.append(f"<h2>{e(word('communes', lang))}</h2><table><thead><tr>")
-    ch = [
-        "Commune / Xã",
-        "District / Huyện",
-        "Sites counted",
-        "Meets",
-        "Does not meet",
-        "Not enough",
-        "Maintenance",
-        "Verdict",
-    ]
-    parts.append("".join(f"<th>{e(h)}</th>" for h in ch) + "</tr></thead><tbody>")
+    parts.append("".join(f"<th>{e(h)}</th>" for h in commune_headers(lang)) + "</tr></thead><tbody>")
     for x in rep.communes():
         cells = [
             x["commune"],
@@ -749,7 +758,7 @@ def write_xlsx(rep: Report, path: Path, lang: str = "both") -> None:
     ws.column_dimensions["A"].width = 40
 
     cw = wb.create_sheet("Communes")
-    cw.append(["commune", "district", "counted", "meets", "fails", "not_enough", "maintenance", "verdict"])
+    cw.append(commune_headers(lang))
     for x in rep.communes():
         cw.append(
             [
