@@ -393,6 +393,20 @@ def stat_panel(
     return p
 
 
+def share_with_denominator(
+    lang: Lang, share: prometheus.Dataquery, total: prometheus.Dataquery
+) -> stat.Panel:
+    """A share and, beside it, the count it is a share of (every share states its denominator)."""
+    return (
+        stat_panel([share, total], "percentunit", RATIO_STEPS, decimals=0)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .override_by_query(
+            "B",
+            [prop("unit", "none"), prop("color", {"mode": "fixed", "fixedColor": "transparent"})],
+        )
+    )
+
+
 def series_panel(
     targets: Sequence[prometheus.Dataquery],
     unit: str,
@@ -569,11 +583,19 @@ def overview(lang: Lang) -> dict[str, Any]:
         4,
     )
     b.add(
-        stat_panel(
-            [query('province:hotspot_communes_meeting:ratio{province="$province"}', instant=True)],
-            "percentunit",
-            RATIO_STEPS,
-            decimals=0,
+        share_with_denominator(
+            lang,
+            query(
+                'province:hotspot_communes_meeting:ratio{province="$province"}',
+                legend=T("Đạt", "Meeting")(lang),
+                instant=True,
+            ),
+            query(
+                'sum(province:hotspot_communes:count_7d{province="$province", verdict!="maintenance"})',
+                legend=T("trên tổng số", "out of")(lang),
+                ref="B",
+                instant=True,
+            ),
         ),
         T("Xã đạt yêu cầu", "Communes meeting"),
         T(
@@ -584,11 +606,19 @@ def overview(lang: Lang) -> dict[str, Any]:
         4,
     )
     b.add(
-        stat_panel(
-            [query('province:hotspot_sites_meeting:ratio{province="$province"}', instant=True)],
-            "percentunit",
-            RATIO_STEPS,
-            decimals=0,
+        share_with_denominator(
+            lang,
+            query(
+                'province:hotspot_sites_meeting:ratio{province="$province"}',
+                legend=T("Đạt", "Meeting")(lang),
+                instant=True,
+            ),
+            query(
+                'sum(province:hotspot_sites:count_7d{province="$province", verdict!="maintenance"})',
+                legend=T("trên tổng số", "out of")(lang),
+                ref="B",
+                instant=True,
+            ),
         ),
         T("Điểm đạt yêu cầu", "Sites meeting"),
         T(
