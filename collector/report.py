@@ -779,12 +779,16 @@ def write_xlsx(rep: Report, path: Path, lang: str = "both") -> None:
         sw.append([header(k, lang) for k in keys])
         for cell in sw[1]:
             cell.font = bold
-        for r in rows:
+        shares = [
+            j
+            for j, k in enumerate(keys, start=1)
+            if k in ("meeting_down", "meeting_up", "latency", "availability")
+        ]
+        for i, r in enumerate(rows, start=2):  # (not sw.max_row: it scans every row, each time)
             vals = site_values(r, lang)
             sw.append([vals[k] for k in keys])
-            for j, k in enumerate(keys, start=1):
-                if k in ("meeting_down", "meeting_up", "latency", "availability"):
-                    sw.cell(sw.max_row, j).number_format = "0.0%"
+            for j in shares:
+                sw.cell(i, j).number_format = "0.0%"
         sw.freeze_panes = "C2"
         sw.auto_filter.ref = sw.dimensions
     wb.save(path)
