@@ -403,7 +403,7 @@ def write_openmetrics(out: IO[str], series: Iterator[_Series]) -> int:
     n = 0
     for s in series:
         prefix = f"{s.name}{{{s.labels}}} "
-        out.writelines(f"{prefix}{v:g} {t}\n" for t, v in s.samples)
+        out.writelines(f"{prefix}{v:.15g} {t}\n" for t, v in s.samples)  # exact: timestamps, sums
         n += len(s.samples)
     return n
 

@@ -410,10 +410,13 @@ def build(prom: Prom, month: str, req: Requirement, province: str = "", now: flo
     for r in prom.query(f"avg_over_time(site:hotspot_internet_up:bool{{{sel}}}[{dur}])", at):
         if (row := rows.get(r["metric"].get("site", ""))) is not None:
             row.availability = float(r["value"][1])
+    # When each site was last heard: the rule that carries it forward (rules/site-history.yml), read
+    # at the month's end; a value before the month means not heard in it. (A subquery over the
+    # month's state took half the report's query time.)
     for r in prom.query(
-        f"max by (site) (last_over_time(timestamp(site:hotspot_up:bool{{{sel}}} == 1)[{dur}:5m]))", at
+        f"max by (site) (last_over_time(site:hotspot_last_heard:timestamp{{{sel}}}[1d]))", at
     ):
-        if (row := rows.get(r["metric"].get("site", ""))) is not None:
+        if (row := rows.get(r["metric"].get("site", ""))) is not None and float(r["value"][1]) >= t0:
             row.last_heard = float(r["value"][1])
     for row in rows.values():
         if row.availability is None and not row.maintenance:

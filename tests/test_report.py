@@ -93,6 +93,10 @@ def test_figures_match_the_generators_ground_truth(province: Province, month: st
         maintenance = bool(province.inventory[row.site].get("maintenance"))
         assert row.verdict == expected_verdict(t, maintenance, days), (row.site, row.reasons)
         verdicts.add(row.verdict)
+        if row.last_heard is not None:  # a real state step, to the second
+            assert (
+                row.last_heard - dt.datetime(2026, 9, 29, tzinfo=TZ).timestamp()
+            ) % backfill.STATE_STEP == 0
         if t.goodputs["download"]:
             true_median = statistics.median(t.goodputs["download"]) / 1e6
             bounds = [0, *backfill.GOODPUT_BOUNDS_MBPS, float("inf")]
