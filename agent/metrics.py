@@ -14,9 +14,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from agent import __version__
 from agent.bandwidth.engine import BandwidthTest
@@ -36,6 +38,49 @@ MBPS = 1_000_000 / 8  # bytes per second in one Mbit/s
 LabelKey = tuple[tuple[str, str], ...]
 _DIAGNOSIS_INPUTS = ("ping", "dns", "http", "wifi")
 
+# Each test's goodput and each latency test's average RTT go into histograms, so that the
+# collector judges them against whatever threshold the province's rule sets, not the agent
+# (docs/metrics.md). The goodput boundaries are the usual requirement levels and 80% of each
+# (the usual pass ratio), so any of them, at 100% or 80%, is judged exactly: a test "reaches X"
+# when it is above the X boundary. Changing a boundary is a change of the metric's contract:
+# collector/requirement.yaml may only name boundaries listed here.
+GOODPUT_BOUNDS_MBPS = (
+    1,
+    2,
+    5,
+    8,
+    10,
+    16,
+    20,
+    24,
+    30,
+    40,
+    50,
+    64,
+    80,
+    100,
+    120,
+    150,
+    160,
+    200,
+    240,
+    300,
+    400,
+    500,
+    800,
+    1000,
+)
+GOODPUT_BOUNDS = tuple(m * MBPS for m in GOODPUT_BOUNDS_MBPS)  # bytes per second (base unit)
+RTT_BOUNDS_S = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+_HISTOGRAM_BOUNDS = {
+    "hotspot_bandwidth_test_goodput_bytes_per_second": GOODPUT_BOUNDS,
+    "hotspot_ping_test_rtt_seconds": RTT_BOUNDS_S,
+}
+_HISTOGRAM_DOCS = {
+    "hotspot_bandwidth_test_goodput_bytes_per_second": "Each bandwidth test's goodput, per direction.",
+    "hotspot_ping_test_rtt_seconds": "Each answered latency test's mean RTT (unanswered: not observed).",
+}
+
 
 class _Families:
     """Collects samples into families; every sample gets the site labels first."""
@@ -43,6 +88,7 @@ class _Families:
     def __init__(self, site_labels: Mapping[str, str]) -> None:
         self.site_labels = dict(site_labels)
         self._families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        self._histograms: dict[str, HistogramMetricFamily] = {}
 
     def add(self, kind: str, name: str, doc: str, value: float | None, /, **labels: str) -> None:
         if value is None:  # no measurement: no sample (never a 0 that looks like one)
@@ -62,8 +108,50 @@ class _Families:
     def counter(self, name: str, doc: str, value: float | None, /, **labels: str) -> None:
         self.add("counter", name, doc, value, **labels)
 
+    def histogram(self, name: str, doc: str, hist: _Histogram, /, **labels: str) -> None:
+        all_labels = {**self.site_labels, **labels}
+        family = self._histograms.get(name)
+        if family is None:
+            family = HistogramMetricFamily(name, doc, labels=list(all_labels))
+            self._histograms[name] = family
+        buckets = [(_go_float(b), float(c)) for b, c in zip(hist.bounds, hist.cumulative(), strict=False)]
+        buckets.append(("+Inf", float(hist.count)))
+        family.add_metric(list(all_labels.values()), buckets, hist.sum)
+
     def __iter__(self) -> Iterator[Metric]:
-        return iter(self._families.values())
+        yield from self._families.values()
+        yield from self._histograms.values()
+
+
+# The client's own formatting of `le` ("1e+07"): the collector's rules match these strings.
+_go_float = cast(Callable[[float], str], floatToGoString)
+
+
+@dataclass
+class _Histogram:
+    """Counts of observations per bucket (not cumulative), their sum and count."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    sum: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        if not self.counts:
+            self.counts = [0] * len(self.bounds)
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        self.sum += value
+        self.count += 1
+
+    def cumulative(self) -> list[int]:
+        out, total = [], 0
+        for c in self.counts or [0] * len(self.bounds):
+            total += c
+            out.append(total)
+        return out
 
 
 @dataclass
@@ -90,6 +178,7 @@ class AgentMetrics(Collector):
         self._probes: dict[str, _ProbeState] = {}
         self._failures: Counter[tuple[str, str]] = Counter()
         self._counters: Counter[tuple[str, LabelKey]] = Counter()
+        self._histograms: dict[tuple[str, LabelKey], _Histogram] = {}
         self._diagnosis: Diagnosis | None = None
         self._diagnosis_since: float | None = None
         self._last_test: BandwidthTest | None = None  # the last bandwidth run that tested
@@ -109,9 +198,12 @@ class AgentMetrics(Collector):
                     self._failures.setdefault((name, reason), 0)
                 for key in _counters_at_start(name, settings):
                     self._counters.setdefault(key, 0)
+                for hname, hkey in _histograms_at_start(name, settings):
+                    self._histograms.setdefault((hname, hkey), _Histogram(_HISTOGRAM_BOUNDS[hname]))
 
     def record_run(self, probe: str, results: list[Result], finished_at: float, duration_s: float) -> None:
         increments = _increments(probe, results, self.site)
+        observations = _observations(probe, results)
         with self._lock:
             state = self._probes.setdefault(probe, _ProbeState())
             state.results = list(results)
@@ -125,6 +217,8 @@ class AgentMetrics(Collector):
                 if r.reason is not None:
                     self._failures[(probe, r.reason)] += 1
             self._counters.update(increments)
+            for hname, key, value in observations:
+                self._histograms.setdefault((hname, key), _Histogram(_HISTOGRAM_BOUNDS[hname])).observe(value)
             for r in results:
                 if isinstance(r.data, BandwidthRun) and r.data.test is not None:
                     self._last_test = r.data.test
@@ -166,6 +260,8 @@ class AgentMetrics(Collector):
                 _render_bandwidth_test(f, self._last_test)
             for (name, key), value in sorted(self._counters.items()):
                 f.counter(name, _COUNTER_DOCS[name], value, **dict(key))
+            for (name, key), hist in sorted(self._histograms.items()):
+                f.histogram(name, _HISTOGRAM_DOCS[name], hist, **dict(key))
             self._collect_diagnosis(f)
         yield from f
 
@@ -503,6 +599,39 @@ def _counters_at_start(probe: str, settings: ProbeSettings) -> list[tuple[str, L
             for n in ("tests", "tests_meeting_threshold", "test_bytes")
         ]
     return []
+
+
+def _histograms_at_start(probe: str, settings: ProbeSettings) -> list[tuple[str, LabelKey]]:
+    """The histogram series a probe will have, as far as its settings tell (at 0 from the start)."""
+    if isinstance(settings, ping.Settings):
+        return [
+            ("hotspot_ping_test_rtt_seconds", _key(target=t, role="internet")) for t in settings.targets
+        ] + (
+            [("hotspot_ping_test_rtt_seconds", _key(target="gateway", role="gateway"))]
+            if settings.gateway
+            else []
+        )
+    if isinstance(settings, bandwidth.Settings):
+        return [
+            ("hotspot_bandwidth_test_goodput_bytes_per_second", _key(direction=d, engine=settings.engine))
+            for d in ("download", "upload")
+        ]
+    return []
+
+
+def _observations(probe: str, results: list[Result]) -> list[tuple[str, LabelKey, float]]:
+    """(histogram, labels, value) for each measured value of the results."""
+    out: list[tuple[str, LabelKey, float]] = []
+    for r in results:
+        d = r.data
+        if probe == "ping" and isinstance(d, PingStats) and d.rtt_avg_s is not None:
+            out.append(("hotspot_ping_test_rtt_seconds", _key(target=r.target, role=d.role), d.rtt_avg_s))
+        elif probe == "bandwidth" and isinstance(d, BandwidthRun) and d.test is not None:
+            for direction, bps in (("download", d.test.download_bps), ("upload", d.test.upload_bps)):
+                if bps is not None:
+                    key = _key(direction=direction, engine=d.test.engine)
+                    out.append(("hotspot_bandwidth_test_goodput_bytes_per_second", key, bps / 8))
+    return out
 
 
 def _key(**labels: str) -> LabelKey:

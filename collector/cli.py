@@ -17,6 +17,15 @@ COMMANDS = {
         "collector.provision",
         "site inventory -> every site's agent config and push credential, vmauth users, targets",
     ),
+    "requirement": (
+        "collector.requirement",
+        "check the province's requirement file; write its recording rules",
+    ),
+    "backfill": (
+        "collector.backfill",
+        "backfill a realistic month for an inventory into a Prometheus data dir",
+    ),
+    "report": ("collector.report", "the monthly report (HTML and .xlsx) of every inventory site"),
     "inventory": ("collector.inventory", "(re)generate an example inventory from the real communes in data/"),
 }
 

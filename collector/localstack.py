@@ -8,13 +8,25 @@ test servers (TEST ONLY paced: one at 200 Mbit/s, one at 20 Mbit/s), a local DNS
 site, a scraped site whose speed tests fall below the requirement, and a site that pushes. Every
 agent probe only touches loopback. Prints the URLs and runs until Ctrl-C, then stops everything.
 
+With `--history INVENTORY` (make run: the Nam Định example), Prometheus starts on a month of
+backfilled history for that province (collector/backfill.py), so the dashboards and the monthly
+report have a month to show from the first minute. The history is generated once a day into
+run/history/ (ending when it was generated) and hard-linked into each run's data directory. Only
+its inventory rules are loaded (no scrape targets: those addresses are not on this machine), and
+the verdict rules keep their real 7-day windows so the month is judged as in production. Its sites
+run no agent here: from the history's end on, its pushing sites count as not heard (and, with
+every window shortened, soon weigh on the rolling availability); the calendar month and the
+report show the history as it was.
+
 The integration test (tests/test_alerting_integration.py) builds the same stack with `Stack`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import re
 import shutil
 import signal
@@ -34,7 +46,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from collector import inventory, targets
+from collector import backfill, inventory, targets
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "collector" / "prometheus"
@@ -76,8 +88,9 @@ def scale_expr(expr: str, speedup: float) -> str:
     return re.sub(r"\[([0-9a-z.:]+)\]", one, expr)
 
 
-def render_rules(src: Path, dst: Path, speedup: float) -> None:
-    """Copy the rule files with every `for:`, group interval and range divided by `speedup`."""
+def render_rules(src: Path, dst: Path, speedup: float, keep_windows: tuple[str, ...] = ()) -> None:
+    """Copy the rule files with every `for:`, group interval and range divided by `speedup` (the
+    ranges of the files named in `keep_windows` stay as they are)."""
     dst.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.glob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -85,7 +98,8 @@ def render_rules(src: Path, dst: Path, speedup: float) -> None:
             if "interval" in group:
                 group["interval"] = scale(group["interval"], speedup)
             for rule in group["rules"]:
-                rule["expr"] = scale_expr(str(rule["expr"]), speedup)
+                if path.name not in keep_windows:
+                    rule["expr"] = scale_expr(str(rule["expr"]), speedup)
                 if "for" in rule:
                     rule["for"] = scale(rule["for"], speedup)
         (dst / path.name).write_text(
@@ -108,7 +122,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render_prometheus(workdir: Path, ports: Ports, speedup: float) -> Path:
+def render_prometheus(
+    workdir: Path, ports: Ports, speedup: float, keep_windows: tuple[str, ...] = ()
+) -> Path:
     """prometheus.yml with loopback targets, absolute paths and shortened intervals."""
     doc = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
     g = doc["global"]
@@ -117,7 +133,7 @@ def render_prometheus(workdir: Path, ports: Ports, speedup: float) -> Path:
     g["scrape_timeout"] = g["scrape_interval"]
     if seconds(g["scrape_interval"]) > 1:
         g["scrape_timeout"] = duration(seconds(g["scrape_interval"]) / 2)
-    render_rules(PROMETHEUS_DIR / "rules", workdir / "rules", speedup)
+    render_rules(PROMETHEUS_DIR / "rules", workdir / "rules", speedup, keep_windows)
     doc["rule_files"] = [str(workdir / "rules" / "*.yml"), str(workdir / "inventory" / "*.rules.yml")]
     doc["alerting"]["alertmanagers"] = [
         {"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}
@@ -300,6 +316,8 @@ class Stack:
     agent_ports: dict[str, int] = field(default_factory=dict)
     has_prometheus: bool = True
     has_dns: bool = True
+    history: Path | None = None  # an inventory: start on a month of backfilled history for it
+    history_cache: Path = ROOT / "run" / "history"
     _logs: list[TextIO] = field(default_factory=list)
 
     @property
@@ -355,6 +373,8 @@ class Stack:
             self.spawn("dnsmasq", self.dnsmasq_argv())
         self.write_inventory()
         if self.has_prometheus:
+            if self.history is not None:
+                self.load_history(self.history)
             self.start_collector()
         for site in self.sites:
             self.start_agent(site.id)
@@ -391,8 +411,31 @@ class Stack:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         targets.write(inventory.load(path), self.workdir / "inventory")
 
+    def load_history(self, inventory_path: Path) -> None:
+        """A month of history up to today for the inventory, generated once a day into the cache
+        and hard-linked (blocks are never rewritten in place) into this run's data directory."""
+        now = dt.datetime.now(backfill.TZ)
+        end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
+        cached = self.history_cache / f"{inventory_path.stem}-{now:%Y-%m-%d}"
+        if not (cached / "inventory.yaml").exists():
+            shutil.rmtree(cached, ignore_errors=True)
+            print(f"generating a month of history for {inventory_path} (once a day; a few minutes)...")
+            start = (end - dt.timedelta(days=31)).replace(hour=0, minute=0)
+            stats = backfill.backfill(inventory_path, start, end, cached / "tmp")
+            (cached / "tmp").rename(cached / "data")
+            (cached / "data" / "inventory.yaml").rename(cached / "inventory.yaml")
+            print(f"  {stats['samples']:,.0f} samples, TSDB {stats['tsdb_bytes'] / 1e6:.0f} MB in {cached}")
+        shutil.copytree(
+            cached / "data", self.workdir / "prometheus-data", copy_function=os.link, dirs_exist_ok=True
+        )
+        province = inventory.load(cached / "inventory.yaml")
+        (self.workdir / "inventory" / "history.rules.yml").write_text(
+            targets.rules_file(province), encoding="utf-8"
+        )
+
     def start_collector(self) -> None:
-        prom_config = render_prometheus(self.workdir, self.ports, self.speedup)
+        keep = ("verdict.yml",) if self.history is not None else ()
+        prom_config = render_prometheus(self.workdir, self.ports, self.speedup, keep)
         am_config = render_alertmanager(self.workdir, self.speedup, self.webhook_url)
         am = self.spawn(
             "alertmanager",
@@ -413,7 +456,8 @@ class Stack:
                 f"--web.listen-address=127.0.0.1:{self.ports.prometheus}",
                 "--web.enable-remote-write-receiver",
                 "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1d",
+                # Long enough to keep a backfilled month (blocks past retention are deleted at once).
+                f"--storage.tsdb.retention.time={'400d' if self.history is not None else '1d'}",
             ],
         )
         wait_until(lambda: http_ok(self.alertmanager_url + "/-/ready"), 30, "alertmanager", am)
@@ -488,6 +532,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workdir", type=Path, help="keep data and logs here (default: a temporary directory)"
     )
+    parser.add_argument(
+        "--history",
+        type=Path,
+        default=ROOT / "collector" / "examples" / "nam-dinh.yaml",
+        help="start on a month of backfilled history for this inventory (default: %(default)s)",
+    )
+    parser.add_argument("--no-history", action="store_true", help="start with an empty Prometheus")
     args = parser.parse_args(argv)
     if args.speedup <= 0:
         print("--speedup: must be greater than 0", file=sys.stderr)
@@ -499,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop_on_term)
     with tempfile.TemporaryDirectory(prefix="hotspot-localstack-") as tmp:
         workdir = args.workdir or Path(tmp)
-        stack = Stack(workdir, speedup=args.speedup)
+        stack = Stack(workdir, speedup=args.speedup, history=None if args.no_history else args.history)
         try:
             stack.start()
             if not stack.has_prometheus:
@@ -537,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
                         stack.processes.pop(name)
         except KeyboardInterrupt:
             print("\nstopping...")
-        except RuntimeError as exc:
+        except (RuntimeError, inventory.InventoryError) as exc:
             print(f"local stack: {exc}; logs in {workdir}", file=sys.stderr)
             return 1
         finally:

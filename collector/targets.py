@@ -59,6 +59,9 @@ def inventory_labels(site: InventorySite) -> dict[str, str]:
         "isp": site.isp,
         "contracted_download_mbps": f"{site.contracted_download_mbps:g}",
         "contracted_upload_mbps": f"{site.contracted_upload_mbps:g}",
+        # Coordinates here, so the dashboards' map places every listed site, heard from or not.
+        "latitude": "" if site.latitude is None else f"{site.latitude:.5f}",
+        "longitude": "" if site.longitude is None else f"{site.longitude:.5f}",
         "reach": site.reach,
         "maintenance": "true" if site.maintenance else "false",
     }

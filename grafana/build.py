@@ -34,11 +34,17 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import geomap as gm
 from grafana_foundation_sdk.models import prometheus as pm
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
+from collector import requirement
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 DATASOURCE_UID = "hotspot-prometheus"  # the uid provisioning/datasources/prometheus.yaml gives Prometheus
 DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
-DS = dm.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
+# Every panel reads the Prometheus chosen in the `datasource` variable, whose default is the
+# provisioned one: provisioning works as before, and the JSON also imports through Grafana's UI on
+# another server (the variable then offers that server's Prometheus data sources).
+DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 MBIT = 1_000_000  # panels show bit/s: bytes/s metrics are multiplied by 8
 DEFAULT_THRESHOLD_BPS = 80 * MBIT  # the default pass threshold: 80% of a 100 Mbit/s line
 
@@ -71,19 +77,22 @@ SITE_SEL = 'site="$site"'
 
 
 def status_expr(sel: str) -> str:
-    """Per site: 0 down, 1 below the requirement, 2 not enough tests yet, 3 meets (label: site)."""
+    """Per site: 0 down, 1 below the requirement, 2 not enough tests yet, 3 meets (label: site).
+    Every inventory site has one: a listed site with no state at all (never heard) is down."""
     up = f"max by (site) (site:hotspot_up:bool{{{sel}}})"
     met = f"max by (site) (site:hotspot_requirement_met:bool{{{sel}}})"
+    listed = f'max by (site) (site:hotspot_inventory:info{{{sel}, maintenance="false"}})'
     return (
         f"({up} == 0) or ({met} == 0) + {BELOW} or ({met} == 1) + {MEETS - 1} or ({up} == 1) + {UNKNOWN - 1}"
+        f" or {listed} * {DOWN}"
     )
 
 
 def info_expr(sel: str) -> str:
-    """The site description; over a day so that a site that fell silent keeps its place on the map."""
+    """The site description from the inventory (coordinates included), so that a site silent for
+    weeks, or never heard from, keeps its place on the map and in the tables."""
     return (
-        "max by (site, name, commune, site_type, latitude, longitude) "
-        f"(last_over_time(hotspot_site_info{{{sel}}}[1d]))"
+        f"max by (site, name, commune, site_type, latitude, longitude) (site:hotspot_inventory:info{{{sel}}})"
     )
 
 
@@ -125,6 +134,26 @@ CAUSE_TEXT = {
     "captive_portal": T("Bị trang đăng nhập chặn", "Captive portal in the way"),
     "unknown": T("Chưa rõ", "Unknown"),
 }
+
+
+SITE_TYPE_TEXT = {
+    "commune_office": T("UBND xã / phường", "Commune office"),
+    "health_station": T("Trạm y tế", "Health station"),
+    "village_hall": T("Nhà văn hóa thôn", "Village hall"),
+    "other": T("Khác", "Other"),
+}
+
+
+def site_type_mappings(lang: Lang) -> list[dm.ValueMapping]:
+    """Site types in words, not keys."""
+    return [
+        dm.ValueMap(
+            options={
+                key: dm.ValueMappingResult(text=text(lang), index=i)
+                for i, (key, text) in enumerate(SITE_TYPE_TEXT.items())
+            }
+        )
+    ]
 
 
 def status_mappings(lang: Lang) -> list[dm.ValueMapping]:
@@ -235,6 +264,12 @@ class Board:
             .tooltip(dm.DashboardCursorSync.CROSSHAIR)
             .links(nav_links(lang))
         )
+        self.dashboard = self.dashboard.with_variable(
+            db.DatasourceVariable("datasource")
+            .type("prometheus")
+            .label(T("Nguồn dữ liệu", "Data source")(lang))
+            .current(dm.VariableOption(selected=True, text="Hotspot Prometheus", value=DATASOURCE_UID))
+        )
         for variable in variables:
             self.dashboard = self.dashboard.with_variable(VARIABLES[variable](lang))
 
@@ -298,35 +333,35 @@ VARIABLES: dict[str, Callable[[Lang], Any]] = {
     "province": variable(
         "province",
         T("Tỉnh", "Province"),
-        "label_values(hotspot_site_info, province)",
+        "label_values(site:hotspot_inventory:info, province)",
         multi=False,
         all_=False,
     ),
     "commune": variable(
         "commune",
         T("Xã", "Commune"),
-        'label_values(hotspot_site_info{province="$province"}, commune)',
+        'label_values(site:hotspot_inventory:info{province="$province"}, commune)',
         multi=True,
         all_=True,
     ),
     "commune_one": variable(
         "commune",
         T("Xã", "Commune"),
-        'label_values(hotspot_site_info{province="$province"}, commune)',
+        'label_values(site:hotspot_inventory:info{province="$province"}, commune)',
         multi=False,
         all_=False,
     ),
     "site_type": variable(
         "site_type",
         T("Loại điểm", "Site type"),
-        'label_values(hotspot_site_info{province="$province", commune=~"$commune"}, site_type)',
+        'label_values(site:hotspot_inventory:info{province="$province", commune=~"$commune"}, site_type)',
         multi=True,
         all_=True,
     ),
     "site": variable(
         "site",
         T("Điểm", "Site"),
-        "label_values(hotspot_site_info"
+        "label_values(site:hotspot_inventory:info"
         '{province="$province", commune=~"$commune", site_type=~"$site_type"}, site)',
         multi=False,
         all_=False,
@@ -356,6 +391,20 @@ def stat_panel(
     for t in targets:
         p = p.with_target(t)
     return p
+
+
+def share_with_denominator(
+    lang: Lang, share: prometheus.Dataquery, total: prometheus.Dataquery
+) -> stat.Panel:
+    """A share and, beside it, the count it is a share of (every share states its denominator)."""
+    return (
+        stat_panel([share, total], "percentunit", RATIO_STEPS, decimals=0)
+        .text_mode(cm.BigValueTextMode.VALUE_AND_NAME)
+        .override_by_query(
+            "B",
+            [prop("unit", "none"), prop("color", {"mode": "fixed", "fixedColor": "transparent"})],
+        )
+    )
 
 
 def series_panel(
@@ -502,10 +551,11 @@ def overview(lang: Lang) -> dict[str, Any]:
         ),
         T("Điểm dưới yêu cầu", "Sites below the requirement"),
         T(
-            "Điểm không đạt quy tắc mặc định: ít nhất 80% phép đo đạt 80% tốc độ hợp đồng và 95% phép đo "
-            "độ trễ không quá 100 ms, trong 7 ngày.",
-            "Sites failing the default rule: at least 80% of speed tests reach 80% of the contracted "
-            "speed and 95% of latency tests are at or under 100 ms, over 7 days.",
+            "Điểm không đạt tiêu chí của tỉnh (collector/requirement.yaml) trong 7 ngày: ít nhất 80% phép đo "
+            "trên 80 Mbit/s mỗi chiều, 95% phép đo độ trễ không quá 100 ms, hoạt động từ 90% thời gian.",
+            "Sites failing the province's rule (collector/requirement.yaml) over 7 days: at least 80% of "
+            "tests above 80 Mbit/s each way, 95% of latency tests at or under 100 ms, available 90% of "
+            "the time.",
         )
         + count_note,
         4,
@@ -533,11 +583,19 @@ def overview(lang: Lang) -> dict[str, Any]:
         4,
     )
     b.add(
-        stat_panel(
-            [query('province:hotspot_communes_meeting:ratio{province="$province"}', instant=True)],
-            "percentunit",
-            RATIO_STEPS,
-            decimals=0,
+        share_with_denominator(
+            lang,
+            query(
+                'province:hotspot_communes_meeting:ratio{province="$province"}',
+                legend=T("Đạt", "Meeting")(lang),
+                instant=True,
+            ),
+            query(
+                'sum(province:hotspot_communes:count_7d{province="$province", verdict!="maintenance"})',
+                legend=T("trên tổng số", "out of")(lang),
+                ref="B",
+                instant=True,
+            ),
         ),
         T("Xã đạt yêu cầu", "Communes meeting"),
         T(
@@ -548,16 +606,26 @@ def overview(lang: Lang) -> dict[str, Any]:
         4,
     )
     b.add(
-        stat_panel(
-            [query('province:hotspot_sites_meeting:ratio{province="$province"}', instant=True)],
-            "percentunit",
-            RATIO_STEPS,
-            decimals=0,
+        share_with_denominator(
+            lang,
+            query(
+                'province:hotspot_sites_meeting:ratio{province="$province"}',
+                legend=T("Đạt", "Meeting")(lang),
+                instant=True,
+            ),
+            query(
+                'sum(province:hotspot_sites:count_7d{province="$province", verdict!="maintenance"})',
+                legend=T("trên tổng số", "out of")(lang),
+                ref="B",
+                instant=True,
+            ),
         ),
         T("Điểm đạt yêu cầu", "Sites meeting"),
         T(
-            "Tỷ lệ điểm của tỉnh đạt yêu cầu, trong số điểm đủ phép đo (toàn tỉnh).",
-            "Share of the province's sites meeting the requirement, of those with enough tests.",
+            "Tỷ lệ điểm đạt yêu cầu trên mọi điểm trong danh mục trừ điểm bảo trì (toàn tỉnh): điểm mất kết "
+            "nối hoặc chưa đủ số liệu vẫn được tính.",
+            "Share of the province's sites meeting the requirement, out of every inventory site outside "
+            "maintenance: sites down or without enough tests still count.",
         ),
         4,
         4,
@@ -581,7 +649,14 @@ def overview(lang: Lang) -> dict[str, Any]:
         )
         .view(geomap.MapViewConfig().id("fit").lat(20).lon(106).zoom(9))
         .controls(geomap.ControlsOptions().show_zoom(True).mouse_wheel_zoom(True).show_scale(True))
-        .basemap(cb.MapLayerOptions().type("default").name(T("Bản đồ nền", "Basemap")(lang)))
+        # A basemap Grafana ships (country outlines, public/maps): works on a closed network, where
+        # the default tile servers cannot be reached.
+        .basemap(
+            cb.MapLayerOptions()
+            .type("geojson")
+            .name(T("Bản đồ nền", "Basemap")(lang))
+            .config({"src": "public/maps/countries.geojson", "style": {"color": "#c8d0d8", "opacity": 0.4}})
+        )
         .layers(
             [
                 cb.MapLayerOptions()
@@ -721,9 +796,7 @@ def overview(lang: Lang) -> dict[str, Any]:
                 table_format=True,
             ),
             query(
-                only_problems(
-                    sel, f"max by (site) (last_over_time(hotspot_agent_clock_seconds{{{sel}}}[1d])) * 1000"
-                ),
+                only_problems(sel, f"max by (site) (site:hotspot_last_heard:timestamp{{{sel}}}) * 1000"),
                 ref="D",
                 instant=True,
                 table_format=True,
@@ -774,7 +847,9 @@ def overview(lang: Lang) -> dict[str, Any]:
     problems = column(problems, "name", T("Tên điểm", "Site name")(lang))
     problems = column(problems, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
     problems = column(problems, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
-    problems = column(problems, "site_type", T("Loại điểm", "Type")(lang))
+    problems = column(
+        problems, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang))
+    )
     problems = column(
         problems,
         "cause",
@@ -821,7 +896,175 @@ def overview(lang: Lang) -> dict[str, Any]:
         24,
         12,
     )
+    this_month(b, sel)
+    alerts_and_maintenance(b, sel)
     return b.to_json()
+
+
+ALERT_TEXT = {
+    "HotspotSiteDown": T("Mất kết nối tới điểm", "Site down"),
+    "HotspotCommuneOutage": T("Cả xã mất kết nối", "Commune outage"),
+    "HotspotIspOutage": T("Sự cố nhà mạng", "ISP outage"),
+    "HotspotUplinkDown": T("Mất đường truyền", "Uplink down"),
+    "HotspotLanFault": T("Lỗi mạng nội bộ / điểm phát wifi", "LAN or access point fault"),
+    "HotspotDnsFailing": T("Lỗi phân giải tên miền (DNS)", "DNS failing"),
+    "HotspotCaptivePortal": T("Bị trang đăng nhập chặn", "Captive portal in the way"),
+    "HotspotBandwidthBelowRequirement": T("Tốc độ dưới yêu cầu", "Speed below the requirement"),
+    "HotspotBandwidthTestsMissing": T("Không đo được tốc độ", "Speed tests missing"),
+    "HotspotHighLatency": T("Độ trễ cao", "High latency"),
+    "HotspotPacketLoss": T("Mất gói tin", "Packet loss"),
+    "HotspotBufferbloat": T("Trễ tăng khi tải nặng", "Bufferbloat"),
+    "HotspotDataBudgetExhausted": T("Hết hạn mức dữ liệu đo", "Test data budget used up"),
+}
+
+
+def alerts_and_maintenance(b: Board, sel: str) -> None:
+    """Alerts firing now (in words), and the sites in maintenance (left out of every share)."""
+    lang = b.lang
+    alerts = table_panel(
+        [
+            query(
+                "max by (alertname, severity, site, commune) "
+                '(ALERTS{alertstate="firing", province="$province"})',
+                instant=True,
+                table_format=True,
+            )
+        ],
+        hide=["Value"],
+        order=["alertname", "severity", "site", "commune"],
+        sort_field=T("Cảnh báo", "Alert")(lang),
+    )
+    words = [
+        dm.ValueMap(
+            options={
+                name: dm.ValueMappingResult(text=text(lang), index=i)
+                for i, (name, text) in enumerate(ALERT_TEXT.items())
+            }
+        )
+    ]
+    alerts = column(alerts, "alertname", T("Cảnh báo", "Alert")(lang), prop("mappings", words))
+    alerts = column(alerts, "severity", T("Mức độ", "Severity")(lang))
+    alerts = column(alerts, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    alerts = column(alerts, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
+    b.add(
+        alerts,
+        T("Cảnh báo đang bật", "Alerts firing"),
+        T(
+            "Các cảnh báo đang bật trong tỉnh, đã gửi cho cán bộ kỹ thuật.",
+            "Alerts firing in the province, as sent to IT staff.",
+        ),
+        12,
+        8,
+    )
+    held = table_panel(
+        [
+            query(
+                "max by (site, name, commune, site_type) "
+                f'(site:hotspot_inventory:info{{{sel}, maintenance="true"}})',
+                instant=True,
+                table_format=True,
+            )
+        ],
+        hide=["Value"],
+        order=["name", "site", "commune", "site_type"],
+        sort_field=T("Xã", "Commune")(lang),
+    )
+    held = column(held, "name", T("Tên điểm", "Site name")(lang))
+    held = column(held, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    held = column(held, "commune", T("Xã", "Commune")(lang))
+    held = column(held, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang)))
+    b.add(
+        held,
+        T("Điểm đang bảo trì", "Sites in maintenance"),
+        T(
+            "Điểm danh mục ghi đang bảo trì: không cảnh báo và không tính vào tỷ lệ đạt.",
+            "Sites the inventory marks as in maintenance: no alerts, and left out of every share.",
+        ),
+        12,
+        8,
+    )
+
+
+def this_month(b: Board, sel: str) -> None:
+    """The calendar month so far (panel time `now/M`), judged against the province's rule as
+    collector/requirement.yaml states it (rebuild the dashboards when it changes): the figures
+    behind each site's verdict, worst first. The monthly report gives the official verdicts."""
+    lang = b.lang
+    req = requirement.load()
+    g = requirement.GOODPUT
+    targets = [
+        query(
+            with_info(sel, f"avg_over_time(site:hotspot_internet_up:bool{{{sel}}}[$__range])"),
+            ref="A",
+            instant=True,
+            table_format=True,
+        )
+    ]
+    for ref, direction in (("B", "download"), ("C", "upload")):
+        le = requirement.le_matcher(req.threshold_mbps(direction) * MBIT / 8)
+        d = f'{sel}, direction="{direction}"'
+        tests = f"sum by (site) (increase({g}_count{{{d}}}[$__range]))"
+        below = f'sum by (site) (increase({g}_bucket{{{d}, le=~"{le}"}}[$__range]))'
+        targets.append(
+            query(f"({tests} - {below}) / ({tests} > 0)", ref=ref, instant=True, table_format=True)
+        )
+    lat_le = requirement.le_matcher(req.latency_limit_ms / 1000)
+    targets.append(
+        query(
+            f"sum by (site) (increase({requirement.RTT}_bucket"
+            f'{{{sel}, role="internet", le=~"{lat_le}"}}[$__range]))'
+            " / (sum by (site) (increase(hotspot_ping_tests_total"
+            f'{{{sel}, role="internet"}}[$__range])) > 0)',
+            ref="D",
+            instant=True,
+            table_format=True,
+        )
+    )
+    p = table_panel(
+        targets,
+        hide=["latitude", "longitude"],
+        order=["name", "site", "commune", "site_type", "Value #A", "Value #B", "Value #C", "Value #D"],
+        sort_field=T("Thời gian hoạt động", "Availability")(lang),
+    ).time_from("now/M")
+    p = column(p, "name", T("Tên điểm", "Site name")(lang))
+    p = column(p, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    p = column(p, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
+    p = column(p, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang)))
+    need = {
+        "Value #A": (T("Thời gian hoạt động", "Availability"), req.availability),
+        "Value #B": (T("Phép đo tải xuống đạt", "Download tests meeting"), req.site_test_share),
+        "Value #C": (T("Phép đo tải lên đạt", "Upload tests meeting"), req.site_test_share),
+        "Value #D": (T("Phép đo độ trễ đạt", "Latency tests within the limit"), req.latency_test_share),
+    }
+    for field, (name, level) in need.items():
+        p = column(
+            p,
+            field,
+            name(lang),
+            prop("unit", "percentunit"),
+            prop("decimals", 1),
+            prop("thresholds", steps((None, "red"), (level, "green")).build()),
+            colored_cell(),
+        )
+    b.add(
+        p,
+        T(
+            "Tháng này: số liệu từng điểm theo tiêu chí của tỉnh",
+            "This month: each site against the province's rule",
+        ),
+        T(
+            "Từ đầu tháng (theo lịch) đến nay: thời gian hoạt động, tỷ lệ phép đo tốc độ đạt mỗi "
+            "chiều và tỷ lệ phép đo độ trễ đạt; ô đỏ là dưới mức yêu cầu. Mọi điểm trong danh mục "
+            "đều có mặt, kể cả điểm mất kết nối. Kết luận chính thức: báo cáo tháng "
+            "(hotspot-collector report).",
+            "From the first of the (calendar) month to now: availability, share of speed tests "
+            "meeting in each direction and of latency tests within the limit; red cells are below "
+            "the rule. Every inventory site is listed, down ones too. The official verdicts: the "
+            "monthly report (hotspot-collector report).",
+        ),
+        24,
+        12,
+    )
 
 
 # ---------------------------------------------------------------- 2. commune
@@ -905,7 +1148,7 @@ def commune(lang: Lang) -> dict[str, Any]:
                 table_format=True,
             ),
             query(
-                f"max by (site, cause) (hotspot_diagnosis{{{sel}}} == 1)",
+                f"max by (site, cause) (last_over_time(hotspot_diagnosis{{{sel}}}[1d]) == 1)",
                 ref="F",
                 instant=True,
                 table_format=True,
@@ -917,7 +1160,9 @@ def commune(lang: Lang) -> dict[str, Any]:
     )
     sites = column(sites, "name", T("Tên điểm", "Site name")(lang))
     sites = column(sites, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
-    sites = column(sites, "site_type", T("Loại điểm", "Type")(lang))
+    sites = column(
+        sites, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang))
+    )
     for field, text in (
         ("Value #B", T("Tải xuống đạt (7 ngày)", "Download tests meeting (7 d)")),
         ("Value #C", T("Tải lên đạt (7 ngày)", "Upload tests meeting (7 d)")),

@@ -205,10 +205,15 @@ def test_uids_are_unique_and_panel_ids_unique_per_dashboard() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=ids)
 def test_every_datasource_reference_is_the_provisioned_uid(path: Path) -> None:
-    """Panels, queries and variables all point at the provisioned Prometheus by its uid."""
-    refs = [d["datasource"] for d in dicts_with(load(path), "datasource")]
+    """Panels, queries and variables all read the `datasource` variable, whose default is the
+    provisioned Prometheus's uid (so the file provisions as before and imports through the UI)."""
+    dash = load(path)
+    refs = [d["datasource"] for d in dicts_with(dash, "datasource")]
     assert refs
-    assert all(r == {"type": "prometheus", "uid": PROVISIONED_UID} for r in refs), refs
+    assert all(r == {"type": "prometheus", "uid": "${datasource}"} for r in refs), refs
+    var = next(v for v in dash["templating"]["list"] if v["name"] == "datasource")
+    assert var["type"] == "datasource" and var["query"] == "prometheus"
+    assert var["current"]["value"] == PROVISIONED_UID
 
 
 @pytest.mark.parametrize("path", FILES, ids=ids)
@@ -225,7 +230,7 @@ def test_variables_chain_province_commune_type_site() -> None:
     """Each variable's query is narrowed by the ones before it."""
     data = load(DASHBOARDS / "en/site.json")
     queries = {v["name"]: v["query"] for v in data["templating"]["list"]}
-    assert list(queries) == ["province", "commune", "site_type", "site"]
+    assert list(queries) == ["datasource", "province", "commune", "site_type", "site"]
     assert variables_used(queries["commune"]) == {"province"}
     assert variables_used(queries["site_type"]) == {"province", "commune"}
     assert variables_used(queries["site"]) == {"province", "commune", "site_type"}
@@ -327,10 +332,19 @@ def test_every_agent_metric_used_is_in_the_metrics_reference() -> None:
 
 
 def test_every_recorded_metric_used_is_a_recording_rule() -> None:
-    """Each site:/commune:/province: series the dashboards read is recorded in collector/prometheus/rules."""
+    """Each site:/commune:/province: series the dashboards read is recorded in collector/prometheus/rules,
+    or in the inventory rules `hotspot-collector targets` generates."""
+    from collector import inventory, targets
+
     recorded = set()
-    for path in sorted(RULES_DIR.glob("*.yml")) + sorted(RULES_DIR.glob("*.yaml")):
-        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+    generated = targets.rules_file(inventory.load(ROOT / "collector/examples/nam-dinh.yaml"))
+    docs = [yaml.safe_load(generated)]
+    docs += [
+        yaml.safe_load(p.read_text())
+        for p in sorted(RULES_DIR.glob("*.yml")) + sorted(RULES_DIR.glob("*.yaml"))
+    ]
+    for doc in docs:
+        for group in (doc or {}).get("groups", []):
             recorded |= {r["record"] for r in group.get("rules", []) if "record" in r}
     used = {m for p in FILES for m in metric_names(load(p))[1]}
     assert used <= recorded, f"not recorded in {RULES_DIR}: {sorted(used - recorded)}"

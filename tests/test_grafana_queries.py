@@ -41,6 +41,7 @@ import psutil
 import pytest
 import yaml
 
+from agent.metrics import GOODPUT_BOUNDS, RTT_BOUNDS_S, _go_float
 from collector import inventory
 from collector import targets as collector_targets
 from tests.dnsserver import DnsServer, Zone
@@ -94,7 +95,10 @@ if not psutil.sensors_temperatures():
 
 # Panels allowed to return nothing in a healthy fleet, with the reason. None today: even the push
 # panels have series, from the pushing agent (its dropped-samples counters sit at 0).
-EMPTY_IN_HEALTHY_FLEET: dict[str, str] = {}
+EMPTY_IN_HEALTHY_FLEET: dict[str, str] = {
+    "Alerts firing": "nothing may be firing yet when the fleet is judged",
+    "Sites in maintenance": "no site of the test inventory is in maintenance",
+}
 
 
 def free_port() -> int:
@@ -211,6 +215,29 @@ def standin_exposition(site: str, commune: str, scrape: int, meets: bool) -> str
         "counter",
         [(f'{bw},direction="download"', meeting), (f'{bw},direction="upload"', tests)],
     )
+    # Each test's goodput and RTT as the histograms the province's verdict reads: download tests at
+    # 92 Mbit/s (or 1 in 5 at 92 and the rest at 41), upload at 88; every RTT 31 ms.
+    slow = tests - meeting
+    lines.append("# TYPE hotspot_bandwidth_test_goodput_bytes_per_second histogram")
+    for direction, fast in (("download", meeting), ("upload", tests)):
+        g = f'{ident},{bw},direction="{direction}"'
+        for bound in GOODPUT_BOUNDS:
+            below = (slow if direction == "download" and bound >= 41 * 125_000 else 0) + (
+                fast if bound >= 100 * 125_000 else 0
+            )
+            le = _go_float(bound)
+            lines.append(f'hotspot_bandwidth_test_goodput_bytes_per_second_bucket{{{g},le="{le}"}} {below}')
+        lines.append(f'hotspot_bandwidth_test_goodput_bytes_per_second_bucket{{{g},le="+Inf"}} {tests}')
+        lines.append(f"hotspot_bandwidth_test_goodput_bytes_per_second_count{{{g}}} {tests}")
+        lines.append(f"hotspot_bandwidth_test_goodput_bytes_per_second_sum{{{g}}} {tests * 11e6}")
+    lines.append("# TYPE hotspot_ping_test_rtt_seconds histogram")
+    rtt = f'{ident},target="203.0.113.1",role="internet"'
+    for rtt_bound in RTT_BOUNDS_S:
+        n = 30 * scrape if rtt_bound >= 0.031 else 0
+        lines.append(f'hotspot_ping_test_rtt_seconds_bucket{{{rtt},le="{_go_float(rtt_bound)}"}} {n}')
+    lines.append(f'hotspot_ping_test_rtt_seconds_bucket{{{rtt},le="+Inf"}} {30 * scrape}')
+    lines.append(f"hotspot_ping_test_rtt_seconds_count{{{rtt}}} {30 * scrape}")
+    lines.append(f"hotspot_ping_test_rtt_seconds_sum{{{rtt}}} {0.031 * 30 * scrape}")
     family(
         "hotspot_bandwidth_test_bytes_total",
         "counter",
@@ -533,7 +560,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             pushed = fleet.query(f"hotspot_push_queue_samples{{site='{PUSH_SITE[0]}'}}", instant=True)
             return (
                 bool(result)
-                and result[0]["value"][1] == "2"
+                # The two stand-ins (meets, below) and the down site (available 0%: does not meet);
+                # the real agents have too few tests to be judged.
+                and result[0]["value"][1] == "3"
                 and len(ready) == len(STANDIN_SITES) + len(REAL_SITES) + 2  # + the down and pushing sites
                 and tested["data"]["result"][0]["value"][1] == "4"
                 and bool(pushed["data"]["result"])
@@ -620,7 +649,7 @@ def test_status_covers_every_case(fleet: Fleet) -> None:
     target = next(t for n, title, _r, t in ALL_QUERIES if n == "overview" and title == "Map of sites")
     answer = fleet.query(substitute(target["expr"], values("overview")), instant=True)
     status = {r["metric"]["site"]: r["value"][1] for r in answer["data"]["result"]}
-    assert status["nd-meets"] == "3" and status["nd-below"] == "1"
+    assert status["nd-meets"] == "3" and status["nd-below"] == "1" and status[DOWN_SITE[0]] == "0"
     # Real agents: heard from (scraped or pushing) but too few bandwidth tests to be judged yet.
     assert status["nd-real-1"] == status["nd-real-2"] == status[PUSH_SITE[0]] == "2"
 
@@ -636,6 +665,8 @@ def test_down_site_counted_down(fleet: Fleet) -> None:
 def test_variable_queries_list_the_fleet(fleet: Fleet, name: str) -> None:
     """Each label_values(selector, label) variable lists values the fleet really has."""
     for variable in load(DASHBOARDS / f"en/{name}.json")["templating"]["list"]:
+        if variable["type"] == "datasource":  # lists data sources, not series
+            continue
         match = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"])
         assert match, variable["query"]
         selector = substitute(match.group(1), values(name))

@@ -166,6 +166,11 @@ def test_names_match_the_reference() -> None:
     exposed = {n + "_total" if not n.endswith("_total") and _is_counter(n) else n for n in exposed}
     doc = (ROOT / "docs" / "metrics.md").read_text()
     documented = set(re.findall(r"`(hotspot_[a-z0-9_]+)`", doc))
+    # A histogram's series (name_bucket, name_count, name_sum) are documented under its name.
+    documented = {
+        re.sub(r"_(bucket|count|sum)$", "", n) if re.sub(r"_(bucket|count|sum)$", "", n) in exposed else n
+        for n in documented
+    }
     assert exposed - documented == set()
     elsewhere = {n for n in documented if n.startswith("hotspot_push_")}  # the pusher's own collector
     assert documented - elsewhere - exposed == set()
@@ -282,3 +287,35 @@ def test_deferred_run_keeps_last_measurement_and_counts() -> None:
     )
     assert value(m, "hotspot_bandwidth_tests_total", direction="download", engine="http") == 1
     assert value(m, "hotspot_bandwidth_budget_remaining_bytes") == 29_870_000_000
+
+
+def test_goodput_histogram_lets_the_collector_judge_any_boundary() -> None:
+    """Each test's goodput lands in the histogram per direction: tests above a boundary are
+    count - bucket{le=boundary}, whatever the agent's own contract says."""
+    m = AgentMetrics(SITE)
+    m.set_probes({"bandwidth": PROBES["bandwidth"].settings()})
+    hist = "hotspot_bandwidth_test_goodput_bytes_per_second"
+    labels = {"direction": "download", "engine": "http"}
+    assert value(m, f"{hist}_count", **labels) == 0  # exists at 0 before any test: increase() sees the first
+    for down, up in ((81e6, 79e6), (80e6, 95e6), (45e6, 1200e6)):
+        test = BandwidthTest("http", "s", down, up, 1, 1, None, None, 4, 4, 1.0)
+        m.record_run("bandwidth", [Result("bandwidth", "", True, data=bw("measured", test))], 1, 1)
+    assert value(m, f"{hist}_count", **labels) == 3
+    assert value(m, f"{hist}_sum", **labels) == 206e6 / 8
+    assert value(m, f"{hist}_bucket", le="1e+07", **labels) == 2  # 80 Mbit/s exactly is not above 80
+    assert value(m, f"{hist}_bucket", le="5e+06", **labels) == 0  # 40 Mbit/s
+    assert value(m, f"{hist}_bucket", le="6.25e+06", **labels) == 1  # 50 Mbit/s
+    up = {"direction": "upload", "engine": "http"}
+    assert value(m, f"{hist}_bucket", le="1.25e+08", **up) == 2  # 1000 Mbit/s
+    assert value(m, f"{hist}_bucket", le="+Inf", **up) == 3
+
+
+def test_rtt_histogram_observes_answered_tests_only() -> None:
+    """Answered latency tests go into the RTT histogram; unanswered ones only into the tests counter,
+    so bucket{le="0.1"} / tests_total is the share within 100 ms."""
+    m = AgentMetrics(SITE)
+    m.record_run("ping", [ping("x", 10, avg=0.1), ping("x", 10, avg=0.101), ping("x", 0)], 1, 1)
+    hist, labels = "hotspot_ping_test_rtt_seconds", {"target": "x", "role": "internet"}
+    assert value(m, f"{hist}_bucket", le="0.1", **labels) == 1
+    assert value(m, f"{hist}_count", **labels) == 2
+    assert value(m, "hotspot_ping_tests_total", **labels) == 3
