@@ -102,8 +102,19 @@ def main() -> None:
     parser.add_argument("--speedup", type=float, default=1.0, help="divide every interval by this")
     parser.add_argument("--steady-min", type=float, default=3.0, help="minutes measured before the faults")
     parser.add_argument("--flaky-hour", action="store_true", help="only the hour of lost scrapes and pushes")
+    parser.add_argument("--push-bytes", action="store_true", help="only the bytes one site pushes a day")
     args = parser.parse_args()
     inv = region(args.sites)
+    if args.push_bytes:
+        one = Fleet(Inventory(sites=(next(s for s in inv.sites if s.push),)), 1.0)
+        body, n = one.write_request(time.time())
+        print(f"one request: {n} series, {len(body)} bytes after snappy ({len(body) / n:.1f} per series)")
+        for interval in (30.0, 15.0):
+            per_series = 86400 / interval * len(body) / n / 1e6  # MB a day
+            print(
+                f"push every {interval:g} s: {per_series * n:.1f} MB/day; 150 series: {per_series * 150:.1f}"
+            )
+        return
     fleet = Fleet(inv, args.speedup)
     recorder = Recorder()
     telegram = FakeTelegram(minute_s=60.0 / args.speedup)
@@ -175,7 +186,7 @@ def main() -> None:
         scraped = next(s.id for s in others if s.commune == communes[0] and s.reach == "pull")
         pushed = next(s.id for s in others if s.commune == communes[1] and s.push)
         commune = communes[2]
-        dark = fleet.select(commune=commune)
+        dark = [s.id for s in others if s.commune == commune]
         isp = [s.id for s in sites if s.isp == "VNPT" and s.province == first]
         before = len(recorder.received)
         cut = time.monotonic()
