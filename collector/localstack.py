@@ -100,8 +100,9 @@ def render_rules(src: Path, dst: Path, speedup: float, keep_windows: tuple[str, 
             for rule in group["rules"]:
                 if path.name not in keep_windows:
                     rule["expr"] = scale_expr(str(rule["expr"]), speedup)
-                if "for" in rule:
-                    rule["for"] = scale(rule["for"], speedup)
+                for key in ("for", "keep_firing_for"):
+                    if key in rule:
+                        rule[key] = scale(rule[key], speedup)
         (dst / path.name).write_text(
             yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8"
         )
@@ -143,6 +144,10 @@ def render_prometheus(
         "prometheus": [f"127.0.0.1:{ports.prometheus}"],
         "alertmanager": [f"127.0.0.1:{ports.alertmanager}"],
     }
+    # Jobs with nothing to scrape here (node_exporter) are left out.
+    doc["scrape_configs"] = [
+        j for j in doc["scrape_configs"] if j["job_name"] == "hotspot-agent" or j["job_name"] in loopback
+    ]
     for job in doc["scrape_configs"]:
         if "scrape_interval" in job:  # a job's own interval shrinks like the global one
             job["scrape_interval"] = scale(job["scrape_interval"], speedup)
@@ -273,7 +278,7 @@ def agent_config(site: LabSite, ports: Ports, workdir: Path, speedup: float, dns
         doc["push"] = {
             "enabled": True,
             "url": f"http://127.0.0.1:{ports.prometheus}/api/v1/write",
-            "interval_s": max(1.0, 30.0 / speedup),
+            "interval_s": max(0.5, 15.0 / speedup),
         }
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 

@@ -5,17 +5,15 @@ pattern. Also measures the time from a site going down to the notification leavi
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from collector import localstack
+from collector.fleet import Recorder
 from collector.localstack import LabSite, Stack
 
 pytestmark = pytest.mark.slow
@@ -32,40 +30,12 @@ SLOW = LabSite(
 )
 
 
-class Sink:
-    """A webhook receiver standing in for Telegram/email: records what Alertmanager sends."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[float, dict[str, Any]]] = []
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                sink.received.append((time.monotonic(), json.loads(body)))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def first(self, status: str, alertname: str, site: str, after: float) -> float | None:
-        for at, payload in self.received:
-            if at < after:
-                continue
-            for alert in payload["alerts"]:
-                labels = alert["labels"]
-                if (
-                    alert["status"] == status
-                    and labels.get("alertname") == alertname
-                    and labels.get("site") == site
-                ):
-                    return at
-        return None
+def first(recorder: Recorder, status: str, alertname: str, site: str, after: float) -> float | None:
+    """When the first notification with this alert arrived, not before `after` (monotonic)."""
+    for note, _ in recorder.alerts(status, alertname=alertname, site=site):
+        if note.at >= after:
+            return note.at
+    return None
 
 
 def poll(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -87,17 +57,22 @@ def active(stack: Stack, alertname: str, site: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[Sink]:
-    s = Sink()
+def sink() -> Iterator[Recorder]:
+    s = Recorder()
     yield s
-    s.server.shutdown()
+    s.close()
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, sink: Sink) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, sink: Recorder) -> Iterator[Stack]:
     if not (Path(localstack.PROMETHEUS_BIN).exists() and Path(localstack.ALERTMANAGER_BIN).exists()):
         pytest.skip(f"Prometheus/Alertmanager not installed ({localstack.INSTALL_HINT})")
-    s = Stack(tmp_path_factory.mktemp("stack"), speedup=SPEEDUP, sites=(HEALTHY, SLOW), webhook_url=sink.url)
+    s = Stack(
+        tmp_path_factory.mktemp("stack"),
+        speedup=SPEEDUP,
+        sites=(HEALTHY, SLOW),
+        webhook_url=sink.url + "/alerts",
+    )
     with s:
         poll(
             lambda: len([r for r in s.query("site:hotspot_up:bool == 1")]) == 2,
@@ -135,17 +110,17 @@ def test_slow_site_alerts_only_after_a_sustained_pattern(stack: Stack) -> None:
     assert all(float(r["value"][1]) == 1 for r in fast)
 
 
-def test_stopped_agent_alerts_and_restarted_agent_resolves(stack: Stack, sink: Sink) -> None:
+def test_stopped_agent_alerts_and_restarted_agent_resolves(stack: Stack, sink: Recorder) -> None:
     """Stopping an agent raises HotspotSiteDown in Alertmanager and notifies; restarting resolves it."""
     down_at = time.monotonic()
     stack.stop_agent(HEALTHY.id)
     poll(lambda: active(stack, "HotspotSiteDown", HEALTHY.id), 60, "HotspotSiteDown in /api/v2/alerts")
     notified = poll(
-        lambda: sink.first("firing", "HotspotSiteDown", HEALTHY.id, down_at), 30, "the notification"
+        lambda: first(sink, "firing", "HotspotSiteDown", HEALTHY.id, down_at), 30, "the notification"
     )
     delay = notified - down_at
-    # Budget with these settings: scrape 1 s + for 2 s + evaluation 1 s + group_wait 0.5 s, plus
-    # Prometheus's notification batching; the production equivalent is in bench/RESULTS-rules.md.
+    # Budget with these settings (÷ 30): silent window 1.7 s + evaluation 0.7 s + for 0.7 s +
+    # group_wait 0.5 s; the production equivalent is in docs/collector.md ("Numbers").
     print(f"\nsite down -> notification left Alertmanager: {delay:.1f} s (intervals / {SPEEDUP:g})")
     assert delay < 20
     assert not active(stack, "HotspotSiteDown", SLOW.id)
@@ -154,5 +129,5 @@ def test_stopped_agent_alerts_and_restarted_agent_resolves(stack: Stack, sink: S
     stack.start_agent(HEALTHY.id)
     poll(lambda: not active(stack, "HotspotSiteDown", HEALTHY.id), 60, "the alert to leave Alertmanager")
     poll(
-        lambda: sink.first("resolved", "HotspotSiteDown", HEALTHY.id, up_at), 30, "the resolved notification"
+        lambda: first(sink, "resolved", "HotspotSiteDown", HEALTHY.id, up_at), 30, "the resolved notification"
     )

@@ -23,7 +23,7 @@ class PushSettings:
     enabled: bool = False
     # The receiver's remote-write URL, e.g. https://collector.example:8427/api/v1/write
     url: str = check(url_or_empty, default="")
-    interval_s: float = check(positive, default=30.0)  # how often the registry is snapshotted, like a scrape
+    interval_s: float = check(positive, default=15.0)  # how often the registry is snapshotted, like a scrape
     max_samples_per_request: int = check(positive, default=5000)
     # The queue on disk (in state_dir): bounded by size and by sample age, oldest dropped first.
     max_queue_bytes: int = check(positive, default=64 * MIB)
