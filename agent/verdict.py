@@ -25,22 +25,26 @@ def _mbps(bps: float | None) -> str:
 
 def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     lines = []
-    for direction, bps, contracted in (
-        ("download", test.download_bps, site.contracted_download_mbps),
-        ("upload", test.upload_bps, site.contracted_upload_mbps),
+    for direction, bps, lower_bound, contracted in (
+        ("download", test.download_bps, test.download_lower_bound, site.contracted_download_mbps),
+        ("upload", test.upload_bps, test.upload_lower_bound, site.contracted_upload_mbps),
     ):
         threshold = contracted * site.pass_ratio
         if bps is None:
             lines.append(f"{direction.capitalize()}: not measured.")
             continue
         mbps = bps / 1e6
-        verdict = (
-            f"MEETS the requirement (at least {threshold:g} Mbit/s, {site.pass_ratio:.0%} of {contracted:g})"
-            if mbps >= threshold
-            else f"BELOW the requirement of {threshold:g} Mbit/s ({site.pass_ratio:.0%} of {contracted:g})"
-        )
+        required = f"{threshold:g} Mbit/s ({site.pass_ratio:.0%} of {contracted:g})"
+        if mbps >= threshold:
+            verdict = f"MEETS the requirement (at least {required})"
+        elif lower_bound:
+            verdict = f"cannot tell whether it meets the requirement of {required}"
+        else:
+            verdict = f"BELOW the requirement of {required}"
+        figure = f"at least {mbps:.1f} Mbit/s" if lower_bound else f"{mbps:.1f} Mbit/s"
+        why = " (the test's byte or time limit came before the rate settled)" if lower_bound else ""
         lines.append(
-            f"{direction.capitalize()}: {mbps:.1f} Mbit/s — {verdict}. "
+            f"{direction.capitalize()}: {figure}{why} — {verdict}. "
             f"(A {contracted:g} Mbit/s line carries at most {contracted * GOODPUT_LIMIT:.1f} Mbit/s of data.)"
         )
     if test.latency_idle_s is not None:
@@ -105,17 +109,23 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
     failed = sum(not r.ok for r in results)
     run = results[0].data
     if probe == "bandwidth" and not failed and isinstance(run, BandwidthRun) and run.test is not None:
-        below = [
-            direction
-            for direction, bps, contracted in (
-                ("download", run.test.download_bps, site.contracted_download_mbps),
-                ("upload", run.test.upload_bps, site.contracted_upload_mbps),
+        below: list[str] = []
+        unsure: list[str] = []
+        for direction, bps, lower_bound, contracted in (
+            ("download", run.test.download_bps, run.test.download_lower_bound, site.contracted_download_mbps),
+            ("upload", run.test.upload_bps, run.test.upload_lower_bound, site.contracted_upload_mbps),
+        ):
+            if bps is not None and bps < contracted * 1e6 * site.pass_ratio:
+                # A lower bound under the threshold says nothing about the line: the rate had not settled.
+                (unsure if lower_bound else below).append(direction)
+        if below:
+            verdict = f"is BELOW the requirement ({' and '.join(below)})"
+        elif unsure:
+            verdict = (
+                f"cannot tell whether the line meets the requirement ({' and '.join(unsure)} not settled)"
             )
-            if bps is not None and bps < contracted * 1e6 * site.pass_ratio
-        ]
-        verdict = (
-            "MEETS the requirement" if not below else f"is BELOW the requirement ({' and '.join(below)})"
-        )
+        else:
+            verdict = "MEETS the requirement"
         return "\n".join([*lines, f"Verdict: this test {verdict}."])
     summary = (
         f"{probe}: all {len(results)} checks fine."

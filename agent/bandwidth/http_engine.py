@@ -34,7 +34,9 @@ stream never stalls the others) and samples the byte count every 250 ms:
   at least 2 s (8 samples) and 256 KiB past the ramp.
 - Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
   first, an estimate over at least 0.75 s whose last 3 values lie within +-2% is the result;
-  otherwise EngineError("limit") with the unstable figures in `partial`.
+  otherwise the goodput measured so far, flagged as a lower bound (`download_lower_bound`,
+  `upload_lower_bound`): what crossed the link is what it carries at least. EngineError("limit")
+  when less than 256 KiB crossed (a trickle is no measurement), with the figures in `partial`.
 - Bytes moved (what the data budget pays): download, bytes read (the byte limit bounds them);
   upload, bytes delivered.
 """
@@ -586,6 +588,7 @@ class _Outcome:
     streams: int
     seconds: float
     detail: str = ""
+    lower_bound: bool = False  # bps is what the link carried at least: a bound came first
 
 
 def _run_direction(
@@ -724,6 +727,8 @@ def _run_direction(
                 break
         # A bound arrived first (at high rates the byte limit can come within seconds): a stable
         # estimate over a shorter span still beats no figure.
+        if stable is None and (now := time.monotonic()) - start > samples[-1][0]:
+            samples.append((now - start, counted()))  # up to the stop: a short test still has a rate
         if (
             measure_i is not None
             and samples[-1][0] - samples[measure_i][0] >= BOUNDED_MIN_MEASURE_S
@@ -741,7 +746,11 @@ def _run_direction(
         sel.close()
     if stable is not None:
         return _Outcome(stable, moved, len(streams), time.monotonic() - start)
-    # Bounded without a stable estimate: no goodput, only words saying how far it got.
+    # Bounded before the rate settled: what the link carried so far is what it can carry at least.
+    floor = _lower_bound(samples, estimates) if samples[-1][1] >= MIN_MEASURE_BYTES else 0.0
+    if floor > 0:
+        return _Outcome(floor * 8, moved, len(streams), time.monotonic() - start, lower_bound=True)
+    # Nothing crossed the link: no figure, only words saying how far it got.
     shown = f"last estimate {estimates[-1] * 8 / 1e6:.2f} Mbit/s" if estimates else "still ramping up"
     got = samples[-1][1] - samples[measure_i][1] if measure_i is not None else 0
     detail = f"{outcome_detail} without a stable estimate ({shown}, {got} bytes past the ramp-up)"
@@ -790,6 +799,19 @@ def _goodput(samples: list[tuple[float, int]]) -> float:
         lo = max(range(edge + 1), key=above.__getitem__)
         hi = max(range(last - edge, last + 1), key=above.__getitem__)
     (t0, b0), (t1, b1) = samples[lo], samples[hi]
+    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def _lower_bound(samples: list[tuple[float, int]], estimates: list[float]) -> float:
+    """Bytes per second the link carried at least, for a direction a bound stopped early.
+
+    The goodput over the whole window past the ramp-up when there is one (bytes that crossed in a
+    window never exceed what the link can carry in it), else the rate over the last second of the
+    ramp (still rising: the link carries more). 0 when nothing was counted.
+    """
+    if estimates:
+        return estimates[-1]
+    (t0, b0), (t1, b1) = samples[max(0, len(samples) - 1 - EDGE_SAMPLES)], samples[-1]
     return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
 
 
@@ -863,7 +885,10 @@ def measure(
             if outcome.detail:
                 limit_detail = limit_detail or outcome.detail
             else:
-                result = replace(result, **{f"{key}_bps": outcome.bps})  # type: ignore[arg-type]
+                result = replace(
+                    result,
+                    **{f"{key}_bps": outcome.bps, f"{key}_lower_bound": outcome.lower_bound},  # type: ignore[arg-type]
+                )
         if limit_detail:
             raise EngineError("limit", limit_detail, finish())
         return finish()
