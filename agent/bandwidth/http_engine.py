@@ -21,12 +21,13 @@ stream never stalls the others) and samples the byte count every 250 ms:
   `_tcp_info`).
 - Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus, the
   last step still raised it by 10% or more, and the streams' RTT shows no standing queue (median
-  below idle latency × 1.2 + 2 ms), up to 16. More streams only help when the windows, not the
-  link, limit the rate; a queue at the bottleneck says the link is full already.
+  below idle latency × 1.2 + 2 ms), up to 16, while the bytes left pay for the step's ramp-up and
+  a measurement. More streams only help when the windows, not the link, limit the rate; a queue
+  at the bottleneck says the link is full already.
 - Ramp-up (slow start, and each stream step) is discarded: it ends 0.5 s or 20 idle RTTs
   (whichever is longer: recovery from slow start's losses takes RTTs; rounded to the nearest
   sample) after the 0.5 s rate grows less than 5% from one sample to the next, or at half of the
-  allowed duration.
+  allowed duration or bytes (a fast line must still have room to be measured).
 - Goodput = bytes between two samples / the time between them, the samples taken from the first
   and the last second of the window past the ramp-up: those lying highest above the trend line,
   since a TCP count lags while a stream waits for a retransmission and never leads (`_goodput`).
@@ -697,7 +698,9 @@ def _run_direction(
                 if i - step_start < 3:  # two full windows past the last stream change
                     continue
                 rising = rate > _rate(samples, i - 1) * RAMP_GROWTH
-                ramp_cap = t >= limits.max_duration_s / 2
+                # Half the time or the bytes gone: measure what there is. On a gigabit line the
+                # byte limit (250 MB is ~2.3 s at 900 Mbit/s) comes long before the time limit.
+                ramp_cap = t >= limits.max_duration_s / 2 or moved >= limits.max_bytes / 2
                 if rising and not ramp_cap:
                     continue
                 if (
@@ -706,6 +709,7 @@ def _run_direction(
                     and len(streams) < MAX_STREAMS
                     and (plateau is None or rate > plateau * STEP_GAIN)
                     and not _queueing(streams, idle_rtt_s)
+                    and _can_pay_a_step(rate, limits.max_bytes - moved, settle_s)
                 ):
                     plateau = rate
                     add(min(STREAM_STEP, MAX_STREAMS - len(streams)))
@@ -766,6 +770,15 @@ def _address(target: Target, sock: socket.socket | None) -> _Address:
     except OSError as exc:
         raise EngineError(reason_for(exc), f"cannot resolve {target.host}: {exc}") from None
     return family, (str(addr[0]), int(addr[1]))
+
+
+def _can_pay_a_step(rate: float, allowance: int, settle_s: float) -> bool:
+    """Whether the bytes left pay for a stream step: its ramp-up, the settle and a full measurement.
+
+    A step restarts the ramp; at a high rate the byte limit would then come before any stable
+    estimate (at 900 Mbit/s a step costs ~350 MB, more than the default limit of 250 MB).
+    """
+    return rate * (3 * SAMPLE_S + settle_s + MIN_MEASURE_S) <= allowance
 
 
 def _queueing(streams: list[_Stream], idle_rtt_s: float) -> bool:
