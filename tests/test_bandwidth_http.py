@@ -455,6 +455,20 @@ def test_goodput_keeps_a_real_slowdown() -> None:
     assert 0.7e6 < got < 0.8e6  # 2.25 MB in 3 s
 
 
+def test_lower_bound_is_the_window_goodput_or_the_ramps_last_second() -> None:
+    """Past the ramp: the goodput over the window; still ramping: the rate over the last second."""
+    ramp = [(0.25 * i, 100_000 * i * i) for i in range(7)]  # rising: 0.5 → 1.1 MB/s per sample
+    assert http_engine._lower_bound(ramp, []) == pytest.approx((3_600_000 - 400_000) / 1.0)
+    assert http_engine._lower_bound(ramp, [7e6, 8e6]) == 8e6
+    assert http_engine._lower_bound([(0.0, 0)], []) == 0.0
+
+
+def test_a_stream_step_needs_bytes_for_its_ramp_and_a_measurement() -> None:
+    """At 900 Mbit/s a step (~350 MB) does not fit 250 MB; at 100 Mbit/s (~40 MB) it does."""
+    assert not http_engine._can_pay_a_step(107.6e6, 250_000_000, 0.5)
+    assert http_engine._can_pay_a_step(11.95e6, 250_000_000, 0.6)
+
+
 @pytest.fixture(scope="module")
 def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, float]]]:
     """A tbf-shaped 50 Mbit/s lab link with our speedtest server behind it, built once.
