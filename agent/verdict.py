@@ -42,7 +42,7 @@ def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
         else:
             verdict = f"BELOW the requirement of {required}"
         figure = f"at least {mbps:.1f} Mbit/s" if lower_bound else f"{mbps:.1f} Mbit/s"
-        why = " (the test's byte or time limit came before the rate settled)" if lower_bound else ""
+        why = " (the test's byte or time limit stopped it before its full measurement)" if lower_bound else ""
         lines.append(
             f"{direction.capitalize()}: {figure}{why} — {verdict}. "
             f"(A {contracted:g} Mbit/s line carries at most {contracted * GOODPUT_LIMIT:.1f} Mbit/s of data.)"

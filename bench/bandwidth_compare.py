@@ -228,7 +228,7 @@ def report(runs: list[Run], ceiling: list[Run], started: float, loads: tuple[flo
         f"on the same lab: built-in ({_http_limits()}, adaptive), speedtest-cli "
         "(10 s per direction, as shipped), iperf3 (4 streams, -O 1 -t 5). Load = the 1-minute load "
         "average just before that run. \"at least\": the built-in engine flagged that direction as a "
-        "lower bound (a limit came before its rate settled).",
+        "lower bound (a limit stopped it before its full measurement).",
         "",
     ]  # fmt: skip
     if any(r.run > 1 for r in runs):
