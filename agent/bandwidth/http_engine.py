@@ -161,9 +161,12 @@ class Response:
     def headers_done(self) -> bool:
         return self._state != "head"
 
-    def feed(self, data: memoryview) -> None:
+    def feed(self, data: memoryview, rest_ok: bool = False) -> memoryview:
+        """Parse `data`; returns what lies past the end of the response (only with `rest_ok`)."""
         while len(data):
             if self.done:
+                if rest_ok:  # the next pipelined response
+                    return data
                 raise EngineError("protocol", f"{self.what}: bytes after the end of the response")
             if self._state == "head":
                 data = self._feed_head(data)
@@ -182,6 +185,7 @@ class Response:
                     self._state = "data_end"
             else:  # size, data_end, trailer: small lines
                 data = self._feed_line(data)
+        return data
 
     def eof(self) -> None:
         """The peer closed the connection: fine only when the body runs until close."""
@@ -435,7 +439,8 @@ class _Stream:
         self.connect_by = time.monotonic() + IO_TIMEOUT_S
         self.out = memoryview(b"")
         self.body_left = 0
-        self.resp = Response("connect")
+        self.resp = Response("connect")  # the oldest answer awaited
+        self.next_resp: Response | None = None  # upload: the answer to the request sent behind it
         self.head_deadline = math.inf
         self._reset_held()
         err = self.sock.connect_ex(addr)
@@ -480,8 +485,19 @@ class _Stream:
         self._sent_check()
 
     def _sent_check(self) -> None:
-        if not self.sending:
+        if not self.sending and self.next_resp is None:
             self.head_deadline = time.monotonic() + IO_TIMEOUT_S
+
+    def _pipeline(self) -> None:
+        """Upload: send the next POST now, not after the answer to the last one.
+
+        Waiting for each answer leaves the stream idle for a round trip per request: at 900 Mbit/s
+        and 30 ms that is ~10% of an 8 MiB request's time, and the upload read 0.89-0.91 of the
+        limit (0.94-0.97 with 32 MiB requests, which PHP backends refuse).
+        """
+        self.next_resp = Response("upload (POST empty)")
+        self.out = memoryview(self.target.request("POST", "empty", length=UPLOAD_REQUEST_BYTES))
+        self.body_left = UPLOAD_REQUEST_BYTES
 
     @property
     def sending(self) -> bool:
@@ -509,6 +525,8 @@ class _Stream:
             raise EngineError(reason_for(exc), f"{self.resp.what}: {exc}") from None
         self.body_left -= n
         self._sent_check()
+        if not self.sending and self.next_resp is None:
+            self._pipeline()
         return n
 
     def on_readable(self, view: memoryview) -> int:
@@ -523,19 +541,32 @@ class _Stream:
             if self.sending:
                 raise EngineError("protocol", f"{self.resp.what}: server closed the connection mid-request")
             self.resp.eof()
-        else:
-            self.resp.feed(view[:n])
-        _check_status(self.resp)
-        if self.sending and self.resp.done:
-            raise EngineError("protocol", f"{self.resp.what}: server answered before the upload was complete")
-        if self.resp.done:
+        data = view[:n]
+        while True:
+            data = self.resp.feed(data, rest_ok=self.next_resp is not None)
+            _check_status(self.resp)
+            if not self.resp.done:
+                return n
+            if self.sending and self.next_resp is None:
+                raise EngineError(
+                    "protocol", f"{self.resp.what}: server answered before the upload was complete"
+                )
             if not self.upload and self.resp.body_bytes == 0:
                 raise EngineError("protocol", f"{self.resp.what}: empty body")
-            if self.resp.keep_alive and n:
-                self._start_request()
-            else:
+            if not (self.resp.keep_alive and n):
                 self._reconnect()
-        return n
+                return n
+            if self.next_resp is None:
+                self._start_request()
+                return n
+            # The pipelined request's answer is next; once its body is out, pipeline another.
+            self.resp, self.next_resp = self.next_resp, None
+            self.head_deadline = math.inf  # until its body is out (_sent_check)
+            if not self.sending:
+                self.head_deadline = time.monotonic() + IO_TIMEOUT_S
+                self._pipeline()
+            if not len(data):
+                return n
 
     def _reconnect(self) -> None:
         counted = self.count()
