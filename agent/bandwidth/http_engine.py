@@ -8,7 +8,8 @@ without a trailing slash is taken as a directory too. Only plain http:// (no TLS
 
 A test: idle latency (median of 5 empty GETs on one keep-alive connection after a warm-up),
 then download (GET garbage.php?ckSize=25, repeated on each keep-alive stream), with latency under
-load sampled on the same latency connection, then upload (POSTs of 8 MiB to empty.php).
+load sampled on the same latency connection, then upload (POSTs of 8 MiB to empty.php, each sent
+behind the last one without waiting for its answer: HTTP/1.1 pipelining).
 
 Per direction, one selector loop drives every stream (connecting without blocking, so opening a
 stream never stalls the others) and samples the byte count every 250 ms:
