@@ -179,6 +179,9 @@ def _json(probe: str, results: list[Any], ok: bool) -> dict[str, Any]:
         out.update(
             download_bps=test.download_bps if test else None,
             upload_bps=test.upload_bps if test else None,
+            # True: the figure is what the line carried at least (a limit stopped it early).
+            download_lower_bound=test.download_lower_bound if test else False,
+            upload_lower_bound=test.upload_lower_bound if test else False,
             download_bytes=test.download_bytes if test else 0,
             upload_bytes=test.upload_bytes if test else 0,
             latency_ms=_ms(test.latency_idle_s) if test else None,

@@ -24,25 +24,43 @@ def _mbps(bps: float | None) -> str:
     return _("not measured") if bps is None else f"{bps / 1e6:.1f} Mbit/s"
 
 
+def _words(directions: list[str]) -> str:
+    """["download", "upload"] -> "download and upload", in the reader's language."""
+    return _(" and ").join(_("download") if d == "download" else _("upload") for d in directions)
+
+
 def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     lines = []
-    for direction, bps, contracted in (
-        (_("Download"), test.download_bps, site.contracted_download_mbps),
-        (_("Upload"), test.upload_bps, site.contracted_upload_mbps),
+    for direction, bps, lower_bound, contracted in (
+        (_("Download"), test.download_bps, test.download_lower_bound, site.contracted_download_mbps),
+        (_("Upload"), test.upload_bps, test.upload_lower_bound, site.contracted_upload_mbps),
     ):
         threshold = contracted * site.pass_ratio
         if bps is None:
             lines.append(_("{direction}: not measured.").format(direction=direction))
             continue
         mbps = bps / 1e6
-        verdict = (
-            _("MEETS the requirement (at least {threshold} Mbit/s, {ratio} of {contracted})")
-            if mbps >= threshold
-            else _("BELOW the requirement of {threshold} Mbit/s ({ratio} of {contracted})")
-        ).format(threshold=f"{threshold:g}", ratio=f"{site.pass_ratio:.0%}", contracted=f"{contracted:g}")
+        values = {
+            "threshold": f"{threshold:g}",
+            "ratio": f"{site.pass_ratio:.0%}",
+            "contracted": f"{contracted:g}",
+        }
+        if mbps >= threshold:
+            verdict = _("MEETS the requirement (at least {threshold} Mbit/s, {ratio} of {contracted})")
+        elif lower_bound:
+            verdict = _(
+                "cannot tell whether it meets the requirement of {threshold} Mbit/s ({ratio} of {contracted})"
+            )
+        else:
+            verdict = _("BELOW the requirement of {threshold} Mbit/s ({ratio} of {contracted})")
+        figure = (
+            _("at least {mbps} Mbit/s (the test's byte or time limit stopped it before its full measurement)")
+            if lower_bound
+            else _("{mbps} Mbit/s")
+        ).format(mbps=f"{mbps:.1f}")
         lines.append(
-            _("{direction}: {mbps} Mbit/s — {verdict}.").format(
-                direction=direction, mbps=f"{mbps:.1f}", verdict=verdict
+            _("{direction}: {figure} — {verdict}.").format(
+                direction=direction, figure=figure, verdict=verdict.format(**values)
             )
             + " "
             + _("(A {contracted} Mbit/s line carries at most {limit} Mbit/s of data.)").format(
@@ -125,21 +143,25 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
     failed = sum(not r.ok for r in results)
     run = results[0].data
     if probe == "bandwidth" and not failed and isinstance(run, BandwidthRun) and run.test is not None:
-        below = [
-            direction
-            for direction, bps, contracted in (
-                ("download", run.test.download_bps, site.contracted_download_mbps),
-                ("upload", run.test.upload_bps, site.contracted_upload_mbps),
+        below: list[str] = []
+        unsure: list[str] = []
+        for direction, bps, lower_bound, contracted in (
+            ("download", run.test.download_bps, run.test.download_lower_bound, site.contracted_download_mbps),
+            ("upload", run.test.upload_bps, run.test.upload_lower_bound, site.contracted_upload_mbps),
+        ):
+            if bps is not None and bps < contracted * 1e6 * site.pass_ratio:
+                # A lower bound under the threshold says nothing about the line: the rate had not settled.
+                (unsure if lower_bound else below).append(direction)
+        if below:
+            verdict = _("Verdict: this test is BELOW the requirement ({directions}).").format(
+                directions=_words(below)
             )
-            if bps is not None and bps < contracted * 1e6 * site.pass_ratio
-        ]
-        verdict = (
-            _("Verdict: this test MEETS the requirement.")
-            if not below
-            else _("Verdict: this test is BELOW the requirement ({directions}).").format(
-                directions=_(" and ").join(_("download") if d == "download" else _("upload") for d in below)
-            )
-        )
+        elif unsure:
+            verdict = _(
+                "Verdict: cannot tell whether the line meets the requirement ({directions} not settled)."
+            ).format(directions=_words(unsure))
+        else:
+            verdict = _("Verdict: this test MEETS the requirement.")
         todo = [_("Write down the time and the result, and tell the province's technician.")] if below else []
         return "\n".join([*lines, verdict, *_what_to_do(todo)])
     summary = (

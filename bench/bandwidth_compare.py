@@ -4,9 +4,12 @@ For each link condition (rate × RTT, plus loss at 100 Mbit/s 30 ms) one lab (te
 built; its server namespace runs the collector's speedtest server (built-in engine),
 tests/ookla_server.py on ports 80/443 with speedtest.net's names in the client's /etc/netns hosts
 (speedtest-cli), and `iperf3 -s`. Each engine runs in its own process in the client namespace;
-CPU seconds are that process's and its children's (os.wait4), wall time is the whole run.
+CPU seconds are that process's and its children's (os.wait4), wall time is the whole run. With
+--runs N each condition's lab runs the engines N times (alternating), and a second table gives each
+condition's median and spread (min–max) per engine, with the load average next to each run.
 
-    .venv/bin/python bench/bandwidth_compare.py [--quick | --only 100/30,900/0] [--prefix hml] [--out FILE]
+    .venv/bin/python bench/bandwidth_compare.py [--quick | --only 100/30,900/0] [--runs 3]
+        [--engines http,iperf3] [--max-bytes 500e6] [--prefix hml] [--out FILE]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,6 +62,8 @@ class Run:
     wall_s: float
     loadavg: float
     limit_bps: float
+    run: int = 1
+    lower_bound: str = ""  # directions reported as "at least X": "down", "up", "down+up"
 
 
 def run_engine(
@@ -66,6 +72,7 @@ def run_engine(
     """One engine, in its own process in the client namespace: (its JSON, CPU seconds, wall seconds)."""
     argv = ["ip", "netns", "exec", lab.client_ns, "env", *(f"{k}={v}" for k, v in env.items())]
     argv += [sys.executable, str(Path(__file__).resolve()), "--engine", engine, "--server", server]
+    argv += ["--limits", json.dumps(LIMITS[engine])]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     killer = threading.Timer(180, proc.kill)  # bounded whatever an engine does
@@ -87,7 +94,7 @@ def run_engine(
         )
 
 
-def engine_main(engine: str, server: str) -> None:
+def engine_main(engine: str, server: str, limits: dict[str, Any]) -> None:
     """Inside the client namespace: run one engine once and print its result as one JSON line."""
     from agent.bandwidth.engine import EngineError, Limits
 
@@ -98,7 +105,7 @@ def engine_main(engine: str, server: str) -> None:
     else:
         from agent.bandwidth.iperf3_engine import measure
     try:
-        result = measure(server, Limits(**LIMITS[engine]), threading.Event())
+        result = measure(server, Limits(**limits), threading.Event())
         print(json.dumps({"ok": True, **asdict(result)}))
     except EngineError as exc:
         partial = asdict(exc.partial) if exc.partial else {}
@@ -114,7 +121,13 @@ def wait_listening(lab: Lab, port: int) -> None:
 
 
 def measure_condition(
-    rate: float, rtt: float, loss: float, tls_dir: Path, prefix: str = "hmlab"
+    rate: float,
+    rtt: float,
+    loss: float,
+    tls_dir: Path,
+    prefix: str = "hmlab",
+    repeat: int = 1,
+    engines: tuple[str, ...] = ("http", "speedtest", "iperf3"),
 ) -> tuple[list[Run], dict[str, int]]:
     runs = []
     with Lab(rate_mbit=rate, rtt_ms=rtt, loss=loss, prefix=prefix) as lab:
@@ -137,22 +150,27 @@ def measure_condition(
             "speedtest": ("", {"SSL_CERT_FILE": str(tls_dir / "ca.pem")}),
             "iperf3": (lab.server_ip, {}),
         }
-        for engine, (server, env) in servers.items():
+        for n, engine in ((n, e) for n in range(1, repeat + 1) for e in engines):
+            server, env = servers[engine]
             load = os.getloadavg()[0]
             out, cpu, wall = run_engine(lab, engine, server, env)
+            lower = "+".join(
+                d for d in ("down", "up") if out.get(f"{'download' if d == 'down' else 'upload'}_lower_bound")
+            )
             runs.append(
                 Run(
                     rate, rtt, loss, engine, bool(out.get("ok")), str(out.get("reason") or ""),
                     out.get("download_bps"), out.get("upload_bps"), int(out.get("download_bytes") or 0),
-                    int(out.get("upload_bytes") or 0), cpu, wall, load, lab.goodput_limit_bps,
+                    int(out.get("upload_bytes") or 0), cpu, wall, load, lab.goodput_limit_bps, n, lower,
                 )
             )  # fmt: skip
             r = runs[-1]
             print(
-                f"{rate:>5} Mbit {rtt:>3} ms {loss * 100:.1f}% {engine:<9} "
+                f"{rate:>5} Mbit {rtt:>3} ms {loss * 100:.1f}% #{n} {engine:<9} "
                 f"down {_ratio(r.down_bps, r.limit_bps)} up {_ratio(r.up_bps, r.limit_bps)} "
                 f"{(r.down_bytes + r.up_bytes) / 1e6:7.1f} MB cpu {cpu:5.2f} s wall {wall:5.1f} s "
-                f"load {load:.2f} {'' if r.ok else r.reason + ': ' + str(out.get('detail'))[:120]}",
+                f"load {load:.2f} {'at least: ' + lower if lower else ''} "
+                f"{'' if r.ok else r.reason + ': ' + str(out.get('detail'))[:120]}",
                 flush=True,
             )
     return runs, lab.delayline_counters
@@ -207,24 +225,81 @@ def report(runs: list[Run], ceiling: list[Run], started: float, loads: tuple[flo
         "MB = bytes both directions moved (what the data budget pays), 10⁶ bytes. CPU = user+system seconds "
         "of the engine's process and its children (client side only; servers not counted), including "
         "Python start-up (~0.1 s; speedtest-cli starts two interpreters). Engines ran one after another "
-        "on the same lab: built-in (defaults: 15 s / 250 MB cap per direction, adaptive), speedtest-cli "
-        "(10 s per direction, as shipped), iperf3 (4 streams, -O 1 -t 5).",
+        f"on the same lab: built-in ({_http_limits()}, adaptive), speedtest-cli "
+        "(10 s per direction, as shipped), iperf3 (4 streams, -O 1 -t 5). Load = the 1-minute load "
+        "average just before that run. \"at least\": the built-in engine flagged that direction as a "
+        "lower bound (a limit stopped it before its full measurement).",
         "",
-        "| rate Mbit/s | RTT ms | loss | engine | down ÷ limit | up ÷ limit | down / up Mbit/s | MB "
-        "| CPU s | µs CPU/MB | wall s | load | failure |",
-        "|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
+    if any(r.run > 1 for r in runs):
+        lines += [*spread(runs), ""]
+    lines += [
+        "| rate Mbit/s | RTT ms | loss | run | engine | down ÷ limit | up ÷ limit | down / up Mbit/s | MB "
+        "| CPU s | µs CPU/MB | wall s | load | at least | failure |",
+        "|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]  # fmt: skip
     for r in [*runs, *ceiling]:
         mb = (r.down_bytes + r.up_bytes) / 1e6
         per_mb = f"{r.cpu_s / mb * 1e6:.0f}" if mb else "—"
         lines.append(
-            f"| {r.rate_mbit:g} | {r.rtt_ms:g} | {r.loss * 100:g}% | {r.engine} "
+            f"| {r.rate_mbit:g} | {r.rtt_ms:g} | {r.loss * 100:g}% | {r.run} | {r.engine} "
             f"| {_ratio(r.down_bps, r.limit_bps)} | {_ratio(r.up_bps, r.limit_bps)} "
             f"| {_mbit(r.down_bps)} / {_mbit(r.up_bps)} | {mb:.0f} "
-            f"| {r.cpu_s:.2f} | {per_mb} | {r.wall_s:.1f} | {r.loadavg:.2f} | {r.reason} |"
+            f"| {r.cpu_s:.2f} | {per_mb} | {r.wall_s:.1f} | {r.loadavg:.2f} | {r.lower_bound} | {r.reason} |"
         )
     lines += ["", "## Targets (computed from the table)", "", *targets(runs), ""]
     return "\n".join(lines)
+
+
+def _http_limits() -> str:
+    limits = {"max_duration_s": 15.0, "max_bytes": 250_000_000, **LIMITS["http"]}
+    return f"{limits['max_duration_s']:g} s / {limits['max_bytes'] / 1e6:g} MB cap per direction"
+
+
+def _span(values: list[float | None], limit: float) -> str:
+    """Median [min–max] of measured ÷ limit; failures (None) counted apart."""
+    got = sorted(v / limit for v in values if v is not None)
+    failed = len(values) - len(got)
+    if not got:
+        return "failed"
+    text = f"{statistics.median(got):.3f} [{got[0]:.3f}–{got[-1]:.3f}]"
+    return text + (f", {failed} failed" if failed else "")
+
+
+def spread(runs: list[Run]) -> list[str]:
+    """Each condition and engine over its runs: median [min–max] of ÷ limit, bytes, load."""
+    lines = [
+        "Per condition and engine over its runs: median [min–max] of measured ÷ limit; for the "
+        "built-in engine also its median ÷ iperf3's median in the same lab (what the lab itself could "
+        "carry at that moment).",
+        "",
+        "| rate Mbit/s | RTT ms | loss | engine | runs | down ÷ limit | up ÷ limit | ÷ iperf3 down / up "
+        "| MB median | at least (runs) | load min–max |",
+        "|---:|---:|---:|---|---:|---|---|---|---:|---:|---|",
+    ]  # fmt: skip
+    keys = list(dict.fromkeys((r.rate_mbit, r.rtt_ms, r.loss, r.engine) for r in runs))
+    for rate, rtt, loss, engine in keys:
+        same = [r for r in runs if (r.rate_mbit, r.rtt_ms, r.loss, r.engine) == (rate, rtt, loss, engine)]
+        limit = same[0].limit_bps
+        vs = "—"
+        ref = [r for r in runs if (r.rate_mbit, r.rtt_ms, r.loss, r.engine) == (rate, rtt, loss, "iperf3")]
+        if engine == "http" and ref:
+            pairs = []
+            for attr in ("down_bps", "up_bps"):
+                mine = [getattr(r, attr) for r in same if getattr(r, attr) is not None]
+                theirs = [getattr(r, attr) for r in ref if getattr(r, attr) is not None]
+                ok = mine and theirs
+                pairs.append(f"{statistics.median(mine) / statistics.median(theirs):.3f}" if ok else "—")
+            vs = " / ".join(pairs)
+        mb = statistics.median((r.down_bytes + r.up_bytes) / 1e6 for r in same)
+        loads = [r.loadavg for r in same]
+        lines.append(
+            f"| {rate:g} | {rtt:g} | {loss * 100:g}% | {engine} | {len(same)} "
+            f"| {_span([r.down_bps for r in same], limit)} | {_span([r.up_bps for r in same], limit)} "
+            f"| {vs} | {mb:.0f} | {sum(bool(r.lower_bound) for r in same)} "
+            f"| {min(loads):.2f}–{max(loads):.2f} |"
+        )
+    return lines
 
 
 def targets(runs: list[Run]) -> list[str]:
@@ -240,15 +315,18 @@ def targets(runs: list[Run]) -> list[str]:
         f"- Built-in engine within ±3% of the limit, both directions: {len(http) * 2 - len(misses)} of "
         f"{len(http) * 2} pass" + (f"; misses: {'; '.join(misses)}" if misses else "")
     )
-    pair = {(r.engine): r for r in runs if (r.rate_mbit, r.rtt_ms, r.loss) == (100, 30, 0.0)}
-    if "http" in pair and "speedtest" in pair:
-        h, s = pair["http"], pair["speedtest"]
-        share = (h.down_bytes + h.up_bytes) / max(1, s.down_bytes + s.up_bytes)
-        out.append(f"- Bytes at 100 Mbit/s 30 ms, built-in ÷ speedtest-cli: {share:.0%} (target ≤ 40%)")
+    at = [r for r in runs if (r.rate_mbit, r.rtt_ms, r.loss) == (100, 30, 0.0)]
+    h_mb = [r.down_bytes + r.up_bytes for r in at if r.engine == "http"]
+    s_mb = [r.down_bytes + r.up_bytes for r in at if r.engine == "speedtest"]
+    if h_mb and s_mb:
+        share = statistics.median(h_mb) / max(1, statistics.median(s_mb))
+        out.append(
+            f"- Bytes at 100 Mbit/s 30 ms, built-in ÷ speedtest-cli (medians): {share:.0%} (target ≤ 40%)"
+        )
     worse = []
     for h in http:
         same = [r for r in runs if (r.rate_mbit, r.rtt_ms, r.loss) == (h.rate_mbit, h.rtt_ms, h.loss)]
-        s = next((r for r in same if r.engine == "speedtest"), None)
+        s = next((r for r in same if r.engine == "speedtest" and r.run == h.run), None)
         if s is None or not (h.down_bytes + h.up_bytes) or not (s.down_bytes + s.up_bytes):
             continue
         hp = h.cpu_s / (h.down_bytes + h.up_bytes)
@@ -270,12 +348,24 @@ def main() -> int:
         "--only", help="only these conditions, RATE/RTT[/LOSS%%] comma-separated, e.g. 100/30,100/30/1"
     )
     parser.add_argument("--prefix", default="hmlab", help="namespace name prefix (default %(default)s)")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each engine per condition (default 1)")
+    parser.add_argument(
+        "--engines", default="http,speedtest,iperf3", help="which engines, comma-separated (default all)"
+    )
+    parser.add_argument("--max-bytes", type=float, help="the built-in engine's byte cap per direction")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     parser.add_argument("--server", help=argparse.SUPPRESS)
+    parser.add_argument("--limits", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine:
-        engine_main(args.engine, args.server)
+        engine_main(args.engine, args.server, json.loads(args.limits or "{}"))
         return 0
+    engines = tuple(e for e in args.engines.split(",") if e)
+    if not engines or set(engines) - set(LIMITS):
+        print(f"--engines: choose from {', '.join(LIMITS)}", file=sys.stderr)
+        return 2
+    if args.max_bytes:
+        LIMITS["http"]["max_bytes"] = int(args.max_bytes)
     if (why := unavailable_reason()) is not None:
         print(f"cannot build the lab: {why}", file=sys.stderr)
         return 2
@@ -289,11 +379,14 @@ def main() -> int:
         if args.only:
             grid = [_condition(c) for c in args.only.split(",")]
         for rate, rtt, loss in grid:
-            done, _ = measure_condition(rate, rtt, loss, tls_dir, args.prefix)
+            done, _ = measure_condition(rate, rtt, loss, tls_dir, args.prefix, args.runs, engines)
             runs += done
         ceiling = [] if args.quick or args.only else delayline_ceiling(args.prefix)
     cmd = "sudo .venv/bin/python bench/bandwidth_compare.py" + (" --quick" if args.quick else "")
     cmd += f" --only {args.only}" if args.only else ""
+    cmd += f" --runs {args.runs}" if args.runs > 1 else ""
+    cmd += f" --engines {args.engines}" if engines != tuple(LIMITS) else ""
+    cmd += f" --max-bytes {args.max_bytes:g}" if args.max_bytes else ""
     cmd += f" --out {args.out}" if args.out else ""
     text = report(runs, ceiling, started, (load_start, os.getloadavg()[0]), cmd)
     print(text)

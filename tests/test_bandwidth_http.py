@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -132,6 +133,7 @@ def test_measures_paced_server_in_both_directions(paced: SpeedtestServer) -> Non
     """Against a server paced to 40 Mbit/s, both directions read close to 40 Mbit/s."""
     test = run(paced.url)
     assert test.engine == "http"
+    assert not test.download_lower_bound and not test.upload_lower_bound, test  # settled: estimates
     assert test.download_bps is not None and test.upload_bps is not None
     assert 36e6 < test.download_bps < 42e6
     assert 36e6 < test.upload_bps < 42e6
@@ -453,10 +455,26 @@ def test_goodput_keeps_a_real_slowdown() -> None:
     assert 0.7e6 < got < 0.8e6  # 2.25 MB in 3 s
 
 
-@pytest.mark.netns
-@pytest.mark.slow
-def test_shaped_link_reads_within_5_percent_of_the_goodput_limit() -> None:
-    """On a tbf-shaped 50 Mbit/s lab link both directions lie within ±5% of 0.956 × 50 Mbit/s."""
+def test_lower_bound_is_the_window_goodput_or_the_ramps_last_second() -> None:
+    """Past the ramp: the goodput over the window; still ramping: the rate over the last second."""
+    ramp = [(0.25 * i, 100_000 * i * i) for i in range(7)]  # rising: 0.5 → 1.1 MB/s per sample
+    assert http_engine._lower_bound(ramp, []) == pytest.approx((3_600_000 - 400_000) / 1.0)
+    assert http_engine._lower_bound(ramp, [7e6, 8e6]) == 8e6
+    assert http_engine._lower_bound([(0.0, 0)], []) == 0.0
+
+
+def test_a_stream_step_needs_bytes_for_its_ramp_and_a_measurement() -> None:
+    """At 900 Mbit/s a step (~350 MB) does not fit 250 MB; at 100 Mbit/s (~40 MB) it does."""
+    assert not http_engine._can_pay_a_step(107.6e6, 250_000_000, 0.5)
+    assert http_engine._can_pay_a_step(11.95e6, 250_000_000, 0.6)
+
+
+@pytest.fixture(scope="module")
+def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, float]]]:
+    """A tbf-shaped 50 Mbit/s lab link with our speedtest server behind it, built once.
+
+    Yields measure(limits) -> (the test, the link's goodput limit in bit/s).
+    """
     import subprocess
     import sys
 
@@ -473,9 +491,32 @@ def test_shaped_link_reads_within_5_percent_of_the_goodput_limit() -> None:
             text=True,
         )
         assert srv.stdout is not None and "listening" in srv.stdout.readline()
-        with lab.inside(lab.client_ns):
-            test = http_engine.measure(f"http://{lab.server_ip}:8989/", Limits(), threading.Event())
-        limit = lab.goodput_limit_bps
+
+        def measure(limits: Limits) -> tuple[http_engine.BandwidthTest, float]:
+            with lab.inside(lab.client_ns):
+                test = http_engine.measure(f"http://{lab.server_ip}:8989/", limits, threading.Event())
+            return test, lab.goodput_limit_bps
+
+        yield measure
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_shaped_link_reads_within_5_percent_of_the_goodput_limit(shaped: Callable[..., Any]) -> None:
+    """On a tbf-shaped 50 Mbit/s lab link both directions lie within ±5% of 0.956 × 50 Mbit/s."""
+    test, limit = shaped(Limits())
     assert test.download_bps is not None and test.upload_bps is not None
     assert abs(test.download_bps / limit - 1) <= 0.05, test
     assert abs(test.upload_bps / limit - 1) <= 0.05, test
+    assert not test.download_lower_bound and not test.upload_lower_bound, test
+
+
+@pytest.mark.netns
+def test_a_byte_limit_before_the_rate_settles_gives_a_flagged_lower_bound(shaped: Callable[..., Any]) -> None:
+    """4 MB per direction is ~0.7 s at 50 Mbit/s, inside the ramp-up: each figure is "at least X"."""
+    test, limit = shaped(Limits(max_bytes=4_000_000))
+    assert test.download_lower_bound and test.upload_lower_bound, test
+    for bps in (test.download_bps, test.upload_bps):
+        # What crossed the link: no more than it carries, and well above a trickle.
+        assert bps is not None and 0.3 * limit < bps < 1.03 * limit, test
+    assert test.download_bytes <= 4_000_000 and test.upload_bytes <= 4_000_000

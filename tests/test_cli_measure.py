@@ -75,7 +75,7 @@ def test_server_option_only_for_bandwidth() -> None:
     assert res.returncode == 2 and "measure bandwidth" in res.stderr
 
 
-def test_measure_bandwidth_json_without_config() -> None:
+def test_measure_bandwidth_json_without_config(tmp_path: Path) -> None:
     """`measure bandwidth --server URL --json` works with no config and prints the contract's fields."""
     import re
 
@@ -102,6 +102,12 @@ def test_measure_bandwidth_json_without_config() -> None:
         assert m, "the speedtest server did not start"
         res = measure("bandwidth", "--server", m.group(1), "--json")
         words = measure("bandwidth", "--server", m.group(1))
+        # 3 MB per direction is ~0.6 s at 40 Mbit/s: the byte limit comes before the rate settles
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            site_yaml("nd-1") + f"probes:\n  bandwidth: {{max_bytes: 3000000}}\nstate_dir: {tmp_path}\n"
+        )
+        capped = measure("bandwidth", "--config", str(cfg), "--server", m.group(1), "--json")
     finally:
         server.terminate()
         server.wait(10)
@@ -112,10 +118,17 @@ def test_measure_bandwidth_json_without_config() -> None:
     assert out["engine"] == "http" and out["server"].startswith("http://127.0.0.1:")
     # paced to 40 Mbit/s: the goodput is measured, not invented
     assert 36e6 < out["download_bps"] < 41e6 and 36e6 < out["upload_bps"] < 41e6
+    assert out["download_lower_bound"] is False and out["upload_lower_bound"] is False  # settled
     # in words: below 80% of the default 100 Mbit/s in both directions
     assert words.returncode == 0, words.stderr
     assert "Verdict: this test is BELOW the requirement (download and upload)." in words.stdout
     assert "A 100 Mbit/s line carries at most 95.6 Mbit/s" in words.stdout
+    # cut short by the byte limit: a figure flagged "at least", not null
+    assert capped.returncode == 0, capped.stdout + capped.stderr
+    out = json.loads(capped.stdout)
+    assert out["download_lower_bound"] is True and out["upload_lower_bound"] is True, out
+    assert 10e6 < out["download_bps"] < 41e6 and out["upload_bps"] > 0, out
+    assert out["download_bytes"] <= 3_000_000 and out["upload_bytes"] <= 3_000_000
 
 
 def test_measure_bandwidth_unreachable_server_fails_clearly() -> None:
@@ -125,3 +138,23 @@ def test_measure_bandwidth_unreachable_server_fails_clearly() -> None:
     out = json.loads(res.stdout)
     assert out["ok"] is False and out["reason"] == "refused"
     assert out["download_bps"] is None and out["upload_bps"] is None
+
+
+def test_verdict_words_for_a_lower_bound() -> None:
+    """A figure a limit cut short reads "at least X": it meets when X does, else it cannot tell."""
+    from agent.bandwidth.engine import BandwidthTest
+    from agent.site import Site
+    from agent.verdict import bandwidth_verdict
+
+    site = Site(
+        id="nd-1",
+        commune="Xã Giao Minh",
+        province="Nam Định",
+        contracted_download_mbps=900.0,
+        contracted_upload_mbps=900.0,
+    )
+    test = BandwidthTest("http", "s", 855e6, 500e6, 1, 1, None, None, 4, 4, 5.0, True, True)
+    down, up = bandwidth_verdict(test, site)[:2]
+    assert down.startswith("Download: at least 855.0 Mbit/s") and "MEETS the requirement" in down
+    # 500 is below 80% of 900 but only a lower bound: no verdict either way
+    assert up.startswith("Upload: at least 500.0 Mbit/s") and "cannot tell" in up and "BELOW" not in up

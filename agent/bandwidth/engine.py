@@ -25,6 +25,10 @@ class BandwidthTest:
     download_streams: int
     upload_streams: int
     duration_s: float
+    # True: a bound (bytes or time) stopped that direction before its full measurement, and the
+    # figure is what the link carried at least (the goodput over the part measured): "at least X".
+    download_lower_bound: bool = False
+    upload_lower_bound: bool = False
 
 
 @dataclass(frozen=True)
