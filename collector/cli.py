@@ -26,7 +26,10 @@ COMMANDS = {
         "backfill a realistic month for an inventory into a Prometheus data dir",
     ),
     "report": ("collector.report", "the monthly report (HTML and .xlsx) of every inventory site"),
-    "inventory": ("collector.inventory", "(re)generate an example inventory from the real communes in data/"),
+    "inventory": (
+        "collector.inventory_example",
+        "(re)generate an example inventory from the real communes in data/",
+    ),
 }
 
 

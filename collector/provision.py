@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import yaml
 
 from agent.schema import is_url, split_host_port
 from collector import targets
+from collector.atomic_file import write_atomic
 from collector.inventory import Inventory, InventorySite, load_or_report
 
 STATE_FILE = "credentials.json"
@@ -60,26 +59,6 @@ class Report:
     removed: list[str] = field(default_factory=list)
     rotated: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
-
-
-def write_file(path: Path, text: str, mode: int = 0o644) -> bool:
-    """Atomically replace `path` with `text` at `mode`; False (and nothing touched) when unchanged."""
-    try:
-        if path.read_text(encoding="utf-8") == text and (path.stat().st_mode & 0o777) == mode:
-            return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)  # before any secret byte is written
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
 
 
 def load_state(path: Path) -> dict[str, str]:
@@ -220,14 +199,14 @@ def provision(
     creds = credentials(inventory, load_state(state_path), rotate, report)
 
     def put(rel: str, text: str, mode: int = 0o644) -> None:
-        if write_file(out / rel, text, mode):
+        if write_atomic(out / rel, text, mode):
             report.written.append(rel)
         else:
             report.unchanged += 1
 
     # The state first: a credential handed out must already be on record.
     put_state = json.dumps({"push_passwords": dict(sorted(creds.items()))}, indent=1) + "\n"
-    if write_file(state_path, put_state, 0o600):
+    if write_atomic(state_path, put_state, 0o600):
         report.written.append(str(state_path))
     for site in inventory.sites:
         put(f"{SITES_DIR}/{site.id}/config.yaml", render_config(site, push_url, speedtest_server))

@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from collector.inventory import Inventory, InventorySite, load_or_report, slug, write_atomic
+from collector.atomic_file import write_atomic
+from collector.inventory import Inventory, InventorySite, load_or_report, slug
 
 TARGET_PREFIX = "sites-"
 RULES_FILE = "inventory.rules.yml"
