@@ -34,6 +34,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default sys.argv[1:]) and run one command; returns its exit code (130 on Ctrl-C).
+    argparse exits with 2 for unknown commands or options.
+    """
     parser = argparse.ArgumentParser(prog="hotspot-collector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

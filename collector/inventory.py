@@ -63,6 +63,7 @@ class InventorySite(Site):
     maintenance: bool = False  # true: alerts for this site are held back (see docs/collector.md)
 
     def validate(self) -> list[str]:
+        """The site's own problems plus how it is reached: exactly one of `scrape` and `push`."""
         errs = super().validate()
         if self.scrape and self.push:
             errs.append(
@@ -74,14 +75,22 @@ class InventorySite(Site):
 
     @property
     def reach(self) -> str:
+        """ "push" when the agent pushes by remote write, "pull" when Prometheus scrapes it."""
         return "push" if self.push else "pull"
 
 
 @dataclass(frozen=True)
 class Inventory:
+    """Every site of a province's inventory, in file order; built by load() or loads(), never
+    empty once validated.
+    """
+
     sites: tuple[InventorySite, ...] = ()
 
     def validate(self) -> list[str]:
+        """Problems across sites, with key paths: no sites, a duplicate id, an address scraped twice,
+        one commune code with two names or districts.
+        """
         errs: list[str] = []
         if not self.sites:
             errs.append("sites: the inventory lists no site")
@@ -119,6 +128,9 @@ class Inventory:
 
 
 def loads(text: str, source: str = "<inventory>") -> Inventory:
+    """Parse and validate inventory YAML from `text` (`source` names it in messages); raises
+    InventoryError listing every problem.
+    """
     try:
         raw = load_yaml(text, source)
     except SchemaError as exc:

@@ -25,6 +25,10 @@ ISPS = ("VNPT", "Viettel", "FPT Telecom")  # illustrative: the real contract hol
 
 @dataclass(frozen=True)
 class Commune:
+    """One row of a data/ commune CSV: GSO code, name, kind (Xã, Phường, Thị trấn), district (""
+    for the 2025 lists, which have none) and approximate centroid in degrees (WGS 84).
+    """
+
     code: str
     name: str
     kind: str  # Xã, Phường, Thị trấn
@@ -134,6 +138,9 @@ def example_sites(communes: Iterable[Commune], flavour: Flavour) -> list[dict[st
 
 
 def render_example(data_path: Path) -> str:
+    """The example inventory YAML generated from one data/ CSV, with a header saying where it comes
+    from. Raises OSError when the file cannot be read, ValueError when it is not a commune list.
+    """
     flavour_name, communes = read_communes(data_path)
     flavour = FLAVOURS[flavour_name]
     sites = example_sites(communes, flavour)
@@ -149,6 +156,7 @@ def render_example(data_path: Path) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hotspot-collector inventory`."""
     parser.add_argument(
         "--data", type=Path, help="a commune CSV from data/ to generate an example inventory from"
     )
@@ -157,6 +165,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run `hotspot-collector inventory`: generate (`--data`, to `--out` or stdout) or check
+    (`--check`). 0 on success, 1 when the CSV cannot be read or the output written, 2 for
+    missing options or an invalid inventory (every problem printed to stderr).
+    """
     if args.check is not None:
         return _check(args.check)
     if args.data is None:
