@@ -24,6 +24,9 @@ DASHBOARDS_DIR = Path(__file__).resolve().parent / "dashboards"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Write the dashboards under `--out` (default grafana/dashboards/), or with `--check` only
+    compare; returns 1 when `--check` finds a file that differs or is missing, else 0.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="exit 1 if the committed JSON is not up to date")
     parser.add_argument(

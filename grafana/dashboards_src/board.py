@@ -11,17 +11,12 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from .queries import (
-    DATASOURCE_UID,
-    DS,
-)
-from .texts import (
-    Lang,
-    T,
-)
+from .queries import DATASOURCE_UID, DS
+from .texts import Lang, T
 
 
 def uid(name: str, lang: Lang) -> str:
+    """A dashboard's uid, e.g. `hotspot-site-vi`: links between dashboards are built from it."""
     return f"hotspot-{name}-{lang}"
 
 
@@ -53,9 +48,13 @@ class Board:
             self.dashboard = self.dashboard.with_variable(VARIABLES[variable](lang))
 
     def row(self, title: T) -> None:
+        """Start a row titled `title`; the panels added next go under it."""
         self.dashboard = self.dashboard.with_row(db.Row(title(self.lang)).id(self._take_id()))
 
     def add(self, panel: Any, title: T, description: T, width: int, height: int) -> None:
+        """Add `panel` (a panel builder) with its title and description, `width` of 24 grid columns
+        and `height` in grid rows (30 px each); placed after the previous panel.
+        """
         built = (
             panel.id(self._take_id())
             .title(title(self.lang))
@@ -71,6 +70,7 @@ class Board:
         return self._next_id - 1
 
     def to_json(self) -> dict[str, Any]:
+        """The dashboard as Grafana's JSON model (a dict, ready for json.dumps)."""
         encoded: dict[str, Any] = json.loads(json.dumps(self.dashboard.build(), cls=JSONEncoder))
         return encoded
 
@@ -91,6 +91,11 @@ def nav_links(lang: Lang) -> list[cogbuilder.Builder[dm.DashboardLink]]:
 
 
 def variable(name: str, label: T, query_text: str, *, multi: bool, all_: bool) -> Callable[[Lang], Any]:
+    """A template variable's builder for either language: a Prometheus query variable named `name`,
+    its values from `query_text` (a `label_values(...)`), sorted, refreshed when the time range
+    changes; `all_` adds "All" matching `.*`.
+    """
+
     def make(lang: Lang) -> Any:
         v = (
             db.QueryVariable(name)

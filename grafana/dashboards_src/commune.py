@@ -6,9 +6,7 @@ from typing import Any
 
 from grafana_foundation_sdk.models import common as cm
 
-from .board import (
-    Board,
-)
+from .board import Board
 from .panels import (
     LATENCY_STEPS,
     RATIO_STEPS,
@@ -23,12 +21,7 @@ from .panels import (
     table_panel,
     timeline_panel,
 )
-from .queries import (
-    info_expr,
-    query,
-    status_expr,
-    with_info,
-)
+from .queries import info_expr, query, status_expr, with_info
 from .texts import (
     BELOW,
     MEETS,
@@ -44,6 +37,7 @@ from .texts import (
 
 
 def commune(lang: Lang) -> dict[str, Any]:
+    """The commune dashboard in `lang`, as Grafana's JSON model."""
     sel = 'province="$province", commune="$commune", site_type=~"$site_type"'
     b = Board(
         "commune",

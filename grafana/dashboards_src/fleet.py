@@ -9,30 +9,14 @@ from grafana_foundation_sdk.builders import (
 )
 from grafana_foundation_sdk.models import common as cm
 
-from .board import (
-    Board,
-)
-from .panels import (
-    colored_cell,
-    column,
-    prop,
-    series_panel,
-    site_link,
-    steps,
-    table_panel,
-)
-from .queries import (
-    OVERVIEW_SEL,
-    query,
-)
-from .texts import (
-    Lang,
-    T,
-    up_down_mappings,
-)
+from .board import Board
+from .panels import colored_cell, column, prop, series_panel, site_link, steps, table_panel
+from .queries import OVERVIEW_SEL, query
+from .texts import Lang, T, up_down_mappings
 
 
 def fleet(lang: Lang) -> dict[str, Any]:
+    """The fleet health dashboard in `lang`, as Grafana's JSON model."""
     sel = OVERVIEW_SEL
     b = Board(
         "fleet",

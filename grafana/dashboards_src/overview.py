@@ -15,9 +15,7 @@ from grafana_foundation_sdk.models import geomap as gm
 
 from collector import requirement
 
-from .board import (
-    Board,
-)
+from .board import Board
 from .panels import (
     COUNT_BAD_STEPS,
     RATIO_STEPS,
@@ -33,14 +31,7 @@ from .panels import (
     table_panel,
     transform,
 )
-from .queries import (
-    MBIT,
-    OVERVIEW_SEL,
-    only_problems,
-    query,
-    status_expr,
-    with_info,
-)
+from .queries import MBIT, OVERVIEW_SEL, only_problems, query, status_expr, with_info
 from .texts import (
     BELOW,
     MEETS,
@@ -55,6 +46,7 @@ from .texts import (
 
 
 def overview(lang: Lang) -> dict[str, Any]:
+    """The province overview dashboard in `lang`, as Grafana's JSON model."""
     sel = OVERVIEW_SEL
     b = Board(
         "overview",

@@ -18,16 +18,9 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from .board import (
-    uid,
-)
-from .queries import (
-    DEFAULT_THRESHOLD_BPS,
-)
-from .texts import (
-    Lang,
-    T,
-)
+from .board import uid
+from .queries import DEFAULT_THRESHOLD_BPS
+from .texts import Lang, T
 
 
 def steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
@@ -46,18 +39,24 @@ COUNT_BAD_STEPS = steps((None, "green"), (1, "red"))
 
 
 def prop(id_: str, value: object) -> dm.DynamicConfigValue:
+    """One field-config property of an override, e.g. `prop("unit", "bps")`."""
     return dm.DynamicConfigValue(id_val=id_, value=value)
 
 
 def link(title: str, url: str) -> dict[str, object]:
+    """A data link: `title` shown on hover, `url` opened on click."""
     return {"title": title, "url": url}
 
 
 def transform(id_: str, options: dict[str, object]) -> dm.DataTransformerConfig:
+    """A panel transformation by Grafana's id (`merge`, `organize`, ...) with its options."""
     return dm.DataTransformerConfig(id_val=id_, options=options)
 
 
 def site_link(lang: Lang, site_ref: str = "${__value.raw}") -> dict[str, object]:
+    """A link to the site detail dashboard of the same language, for the site in `site_ref`
+    (default: the clicked value), keeping the province and time range.
+    """
     return link(
         T("Mở trang chi tiết điểm", "Open the site's page")(lang),
         f"/d/{uid('site', lang)}?var-province=$province&var-site={site_ref}&${{__url_time_range}}",
@@ -65,6 +64,9 @@ def site_link(lang: Lang, site_ref: str = "${__value.raw}") -> dict[str, object]
 
 
 def commune_link(lang: Lang, commune_ref: str = "${__value.raw}") -> dict[str, object]:
+    """A link to the commune dashboard of the same language, for the commune in `commune_ref`
+    (default: the clicked value), keeping the province and time range.
+    """
     return link(
         T("Mở trang của xã", "Open the commune's page")(lang),
         f"/d/{uid('commune', lang)}?var-province=$province&var-commune={commune_ref}&${{__url_time_range}}",
@@ -80,6 +82,9 @@ def stat_panel(
     thresholds: db.ThresholdsConfig,
     decimals: int | None = None,
 ) -> stat.Panel:
+    """A stat panel showing each target's last value in `unit`, its background coloured by
+    `thresholds`, with `decimals` when given.
+    """
     p = (
         stat.Panel()
         .unit(unit)
@@ -118,6 +123,10 @@ def series_panel(
     min_: float | None = None,
     max_: float | None = None,
 ) -> timeseries.Panel:
+    """A time series panel in `unit` with a table legend (last, min, mean). `thresholds` draws
+    dashed lines; `steps_line` draws steps (one value per test, not a trend); `min_`, `max_` fix
+    the axis.
+    """
     p = (
         timeseries.Panel()
         .unit(unit)
@@ -149,6 +158,9 @@ def series_panel(
 
 
 def timeline_panel(targets: Sequence[prometheus.Dataquery], mappings: list[dm.ValueMapping]) -> Any:
+    """A state timeline: each target's series as coloured bands, read through `mappings`
+    (below 1 red, from 1 green unless mapped).
+    """
     p = (
         statetimeline.Panel()
         .mappings(mappings)
@@ -194,10 +206,12 @@ def table_panel(
 
 
 def column(p: Any, field: str, name: str, *props: dm.DynamicConfigValue) -> Any:
+    """Table panel `p` with column `field` shown as `name` and the given properties."""
     return p.override_by_name(field, [prop("displayName", name), *props])
 
 
 def colored_cell() -> dm.DynamicConfigValue:
+    """A table cell coloured by its thresholds or value mapping."""
     return prop("custom.cellOptions", {"type": "color-background", "mode": "basic"})
 
 

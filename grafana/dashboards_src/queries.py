@@ -8,12 +8,7 @@ from grafana_foundation_sdk.builders import (
 from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models import prometheus as pm
 
-from .texts import (
-    BELOW,
-    DOWN,
-    MEETS,
-    UNKNOWN,
-)
+from .texts import BELOW, DOWN, MEETS, UNKNOWN
 
 DATASOURCE_UID = "hotspot-prometheus"  # the uid provisioning/datasources/prometheus.yaml gives Prometheus
 # Every panel reads the Prometheus chosen in the `datasource` variable, whose default is the
@@ -54,12 +49,16 @@ def with_info(sel: str, expr: str) -> str:
 
 
 def only_problems(sel: str, expr: str) -> str:
+    """`expr` kept only for sites whose status is below MEETS (down, below, not enough tests)."""
     return f"({expr}) and on (site) (({status_expr(sel)}) < {MEETS})"
 
 
 def query(
     expr: str, legend: str = "", ref: str = "A", *, instant: bool = False, table_format: bool = False
 ) -> prometheus.Dataquery:
+    """A Prometheus query on the `datasource` variable: `legend` as Grafana's legend format,
+    `ref` its refId; a range query unless `instant`; `table_format` for tables merged on labels.
+    """
     q = prometheus.Dataquery().expr(expr).ref_id(ref).datasource(DS)
     if legend:
         q = q.legend_format(legend)

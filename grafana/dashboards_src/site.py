@@ -10,36 +10,14 @@ from grafana_foundation_sdk.builders import (
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
-from .board import (
-    Board,
-)
-from .panels import (
-    LATENCY_STEPS,
-    RATIO_STEPS,
-    prop,
-    series_panel,
-    stat_panel,
-    steps,
-    timeline_panel,
-)
-from .queries import (
-    SITE_SEL,
-    query,
-    status_expr,
-)
-from .texts import (
-    BELOW,
-    MEETS,
-    UNKNOWN,
-    Lang,
-    T,
-    cause_mappings,
-    status_mappings,
-    up_down_mappings,
-)
+from .board import Board
+from .panels import LATENCY_STEPS, RATIO_STEPS, prop, series_panel, stat_panel, steps, timeline_panel
+from .queries import SITE_SEL, query, status_expr
+from .texts import BELOW, MEETS, UNKNOWN, Lang, T, cause_mappings, status_mappings, up_down_mappings
 
 
 def site(lang: Lang) -> dict[str, Any]:
+    """The site detail dashboard in `lang`, as Grafana's JSON model."""
     sel = SITE_SEL
     b = Board(
         "site",

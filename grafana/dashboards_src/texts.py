@@ -68,6 +68,7 @@ def site_type_mappings(lang: Lang) -> list[dm.ValueMapping]:
 
 
 def status_mappings(lang: Lang) -> list[dm.ValueMapping]:
+    """Status codes (DOWN..MEETS) as words and colours, in `lang`."""
     return [
         dm.ValueMap(
             options={
@@ -79,6 +80,7 @@ def status_mappings(lang: Lang) -> list[dm.ValueMapping]:
 
 
 def yes_no_mappings(lang: Lang) -> list[dm.ValueMapping]:
+    """0/1 verdicts as "Fails" (red) and "Meets" (green), in `lang`."""
     return [
         dm.ValueMap(
             options={
@@ -90,6 +92,7 @@ def yes_no_mappings(lang: Lang) -> list[dm.ValueMapping]:
 
 
 def up_down_mappings(lang: Lang, up: T, down: T) -> list[dm.ValueMapping]:
+    """0/1 as the words `down` (red) and `up` (green), in `lang`."""
     return [
         dm.ValueMap(
             options={
@@ -101,6 +104,7 @@ def up_down_mappings(lang: Lang, up: T, down: T) -> list[dm.ValueMapping]:
 
 
 def cause_mappings(lang: Lang) -> list[dm.ValueMapping]:
+    """The agent's diagnosis causes as words in `lang`: healthy green, every fault orange."""
     return [
         dm.ValueMap(
             options={
