@@ -25,6 +25,7 @@ from .panels import (
     commune_link,
     prop,
     share_with_denominator,
+    site_columns,
     site_link,
     stat_panel,
     steps,
@@ -413,12 +414,7 @@ def problems(b: Board, sel: str) -> None:
         prop("mappings", status_mappings(lang)),
         colored_cell(),
     )
-    problems = column(problems, "name", T("Tên điểm", "Site name")(lang))
-    problems = column(problems, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
-    problems = column(problems, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
-    problems = column(
-        problems, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang))
-    )
+    problems = site_columns(problems, lang)
     problems = column(
         problems,
         "cause",
@@ -592,10 +588,7 @@ def this_month(b: Board, sel: str) -> None:
         order=["name", "site", "commune", "site_type", "Value #A", "Value #B", "Value #C", "Value #D"],
         sort_field=T("Thời gian hoạt động", "Availability")(lang),
     ).time_from("now/M")
-    p = column(p, "name", T("Tên điểm", "Site name")(lang))
-    p = column(p, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
-    p = column(p, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
-    p = column(p, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang)))
+    p = site_columns(p, lang)
     need = {
         "Value #A": (T("Thời gian hoạt động", "Availability"), req.availability),
         "Value #B": (T("Phép đo tải xuống đạt", "Download tests meeting"), req.site_test_share),

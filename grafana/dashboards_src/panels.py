@@ -20,7 +20,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from .board import uid
 from .queries import DEFAULT_THRESHOLD_BPS
-from .texts import Lang, T
+from .texts import Lang, T, site_type_mappings
 
 
 def steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
@@ -216,3 +216,12 @@ def colored_cell() -> dm.DynamicConfigValue:
 
 
 # ---------------------------------------------------------------- 1. province overview
+
+
+def site_columns(p: Any, lang: Lang) -> Any:
+    """Table panel `p` with the columns every site table shares: name, site id (opening the site's
+    page), commune (opening the commune's page) and site type in words."""
+    p = column(p, "name", T("Tên điểm", "Site name")(lang))
+    p = column(p, "site", T("Mã điểm", "Site id")(lang), prop("links", [site_link(lang)]))
+    p = column(p, "commune", T("Xã", "Commune")(lang), prop("links", [commune_link(lang)]))
+    return column(p, "site_type", T("Loại điểm", "Type")(lang), prop("mappings", site_type_mappings(lang)))
