@@ -33,6 +33,7 @@ def site(lang: Lang) -> dict[str, Any]:
     )
     verdict_row(b, sel)
     speed_row(b, sel)
+    speed_tests(b, sel)
     latency_dns_http_row(b, sel)
     wifi_lan_row(b, sel)
     device_row(b, sel)
@@ -113,8 +114,7 @@ def verdict_row(b: Board, sel: str) -> None:
 
 
 def speed_row(b: Board, sel: str) -> None:
-    """Goodput against the pass threshold and the contracted speed, idle vs loaded latency, tests run,
-    data used against the monthly budget."""
+    """Goodput per test against the pass threshold and the contracted speed, each direction."""
     lang = b.lang
     b.row(T("Tốc độ", "Speed"))
     for direction, text in (("download", T("Tải xuống", "Download")), ("upload", T("Tải lên", "Upload"))):
@@ -168,6 +168,12 @@ def speed_row(b: Board, sel: str) -> None:
             12,
             8,
         )
+
+
+def speed_tests(b: Board, sel: str) -> None:
+    """The speed row, continued: idle vs loaded latency, tests run, passed, deferred and skipped,
+    data used against the monthly budget."""
+    lang = b.lang
     b.add(
         series_panel(
             [query(f"hotspot_bandwidth_latency_seconds{{{sel}}} * 1000", legend="{{state}}")],
