@@ -10,12 +10,12 @@ from .board import Board
 from .panels import (
     LATENCY_STEPS,
     RATIO_STEPS,
-    SPEED_STEPS,
     colored_cell,
     column,
     prop,
     series_panel,
     site_link,
+    speed_steps,
     stat_panel,
     steps,
     table_panel,
@@ -191,7 +191,7 @@ def over_time(b: Board, sel: str) -> None:
                     )
                 ],
                 "bps",
-                SPEED_STEPS,
+                speed_steps(direction),
                 steps_line=True,
                 min_=0,
             ),

@@ -18,8 +18,10 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
+from collector import requirement
+
 from .board import uid
-from .queries import DEFAULT_THRESHOLD_BPS
+from .queries import MBIT
 from .texts import Lang, T, site_type_mappings
 
 
@@ -33,9 +35,23 @@ def steps(*pairs: tuple[float | None, str]) -> db.ThresholdsConfig:
 
 
 RATIO_STEPS = steps((None, "red"), (0.8, "orange"), (0.95, "green"))  # share of tests/sites meeting
-SPEED_STEPS = steps((None, "red"), (DEFAULT_THRESHOLD_BPS, "green"))
-LATENCY_STEPS = steps((None, "green"), (100, "red"))  # ms: the latency limit of the default rule
 COUNT_BAD_STEPS = steps((None, "green"), (1, "red"))
+
+
+def whole(value: float) -> float:
+    """`value` as an int when it is whole, so that the JSON says 100 rather than 100.0."""
+    return int(value) if value == int(value) else value
+
+
+def speed_steps(direction: str) -> db.ThresholdsConfig:
+    """Red below the province's pass threshold for `direction` and green from it, in bit/s: the
+    speed × test_pass_ratio of collector/requirement.yaml (rebuild the dashboards when it changes)."""
+    return steps((None, "red"), (whole(requirement.load().threshold_mbps(direction) * MBIT), "green"))
+
+
+SPEED_STEPS = speed_steps("download")
+# ms: green up to the latency limit of collector/requirement.yaml, red above.
+LATENCY_STEPS = steps((None, "green"), (whole(requirement.load().latency_limit_ms), "red"))
 
 
 def prop(id_: str, value: object) -> dm.DynamicConfigValue:

@@ -16,7 +16,6 @@ DATASOURCE_UID = "hotspot-prometheus"  # the uid provisioning/datasources/promet
 # another server (the variable then offers that server's Prometheus data sources).
 DS = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 MBIT = 1_000_000  # panels show bit/s: bytes/s metrics are multiplied by 8
-DEFAULT_THRESHOLD_BPS = 80 * MBIT  # the default pass threshold: 80% of a 100 Mbit/s line
 
 
 OVERVIEW_SEL = 'province="$province", commune=~"$commune", site_type=~"$site_type"'
