@@ -172,7 +172,7 @@ def _progress(phase: str, value: float) -> None:
 def _json(probe: str, results: list[Any], ok: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"probe": probe, "ok": ok}
     if probe == "bandwidth":
-        # The flat contract in design.md; null where a direction was not measured.
+        # The flat fields docs/agent.md promises; null where a direction was not measured.
         first = results[0] if results else None
         run = first.data if first is not None and isinstance(first.data, BandwidthRun) else None
         test = run.test if run is not None else None

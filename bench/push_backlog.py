@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import CollectorRegistry  # noqa: E402
 
+from agent.push.encoding import encode_labels  # noqa: E402
 from agent.push.pusher import QUEUE_FILE, Pusher  # noqa: E402
 from agent.push.queue import SampleQueue  # noqa: E402
-from agent.push.remote_write import encode_labels  # noqa: E402
 from agent.push.settings import PushSettings  # noqa: E402
 from tests.test_push_support import Receiver  # noqa: E402
 

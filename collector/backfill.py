@@ -68,6 +68,7 @@ class SiteTruth:
 
     @property
     def availability(self) -> float:
+        """Share (0-1) of the period's state steps in which the site was up; 0.0 for no steps."""
         return self.up_steps / self.steps if self.steps else 0.0
 
 
@@ -100,6 +101,10 @@ def demo_inventory(path: Path, seed: int) -> dict[str, Any]:
 
 
 def plan(inv: Inventory, start: int, end: int, seed: int) -> Plan:
+    """Choose the history's shape from `seed` alone (same seed, same month): each site's profile
+    (PROFILES, weighted by WEIGHTS), when dead sites die, and the province-wide events.
+    `start` and `end` are Unix seconds.
+    """
     rng = random.Random(seed)
     profiles, dead_from = {}, {}
     for site in inv.sites:
@@ -400,6 +405,10 @@ def month_of(t: float) -> str:
 
 
 def write_openmetrics(out: IO[str], series: Iterator[_Series]) -> int:
+    """Write every sample of `series` as OpenMetrics text lines (`name{labels} value timestamp`),
+    values with 15 significant digits; returns the number of samples written. The caller adds
+    `# EOF`.
+    """
     n = 0
     for s in series:
         prefix = f"{s.name}{{{s.labels}}} "
@@ -470,6 +479,7 @@ def _date(text: str) -> dt.datetime:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hotspot-collector backfill`."""
     parser.add_argument("--inventory", type=Path, required=True, help="the site inventory (YAML)")
     parser.add_argument("--start", type=_date, required=True, help="first day (YYYY-MM-DD, Asia/Ho_Chi_Minh)")
     parser.add_argument("--end", type=_date, required=True, help="day after the last (YYYY-MM-DD)")
@@ -478,6 +488,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run `hotspot-collector backfill`: 0 when the data directory was filled, 1 when promtool is
+    missing or fails, 2 for a bad inventory or dates (every problem printed to stderr).
+    """
     if args.end <= args.start:
         print("hotspot-collector backfill: --end must be after --start", file=sys.stderr)
         return 2

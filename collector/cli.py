@@ -26,11 +26,17 @@ COMMANDS = {
         "backfill a realistic month for an inventory into a Prometheus data dir",
     ),
     "report": ("collector.report", "the monthly report (HTML and .xlsx) of every inventory site"),
-    "inventory": ("collector.inventory", "(re)generate an example inventory from the real communes in data/"),
+    "inventory": (
+        "collector.inventory_example",
+        "(re)generate an example inventory from the real communes in data/",
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv` (default sys.argv[1:]) and run one command; returns its exit code (130 on Ctrl-C).
+    argparse exits with 2 for unknown commands or options.
+    """
     parser = argparse.ArgumentParser(prog="hotspot-collector", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

@@ -3,7 +3,7 @@
 `Fleet(inventory, speedup)` produces, in real time with every interval divided by `speedup`, the
 series real agents would: scraped sites are served from one HTTP server (one path per site, given
 to Prometheus as file_sd targets with `__metrics_path__`), pushing sites are sent by remote write
-(agent/push/remote_write.py's encoder), one request for the whole fleet per push interval. Faults
+(agent/push/encoding.py), one request for the whole fleet per push interval. Faults
 are injected per site (so per commune or ISP by selecting its sites): silence, uplink down with
 the gateway answering, one ping target ignoring ICMP, a crash loop, a flapping link, clock skew.
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from agent.push import remote_write
+from agent.push import encoding
 from collector import targets
 from collector.inventory import Inventory, InventorySite
 from collector.localstack import (
@@ -74,11 +74,16 @@ class Fault:
     skew_s: float = 0.0
 
     def active(self, now: float) -> bool:
+        """True while the fault is in effect at `now` (simulated seconds): from `start`, until `end`."""
         return self.start <= now and (self.end is None or now < self.end)
 
 
 @dataclass
 class SimSite:
+    """One simulated agent: its inventory entry, when it started (simulated seconds) and the faults
+    applied to it; `listed` is False for a pushing site the inventory lacks.
+    """
+
     site: InventorySite
     started: float
     faults: list[Fault] = field(default_factory=list)
@@ -91,6 +96,7 @@ class SimSite:
         return None
 
     def start_time(self, now: float) -> float:
+        """The agent's process start time at `now`: restarted every `period_s` during a crash loop."""
         crash = self._active("crash_loop", now)
         if crash is None:
             return self.started
@@ -129,6 +135,9 @@ class SimSite:
 
 
 def exposition(identity: dict[str, str], samples: Iterable[tuple[str, dict[str, str], float]]) -> str:
+    """Prometheus text exposition of `samples` ((name, labels, value) triples), each with the
+    `identity` labels first, e.g. `hotspot_up{site="nd-1-ubnd",role="internet"} 1.0`.
+    """
     lines = []
     for name, labels, value in samples:
         pairs = ",".join(f'{k}="{v}"' for k, v in {**identity, **labels}.items())
@@ -208,6 +217,7 @@ class Fleet:
             self.sites[site_id].faults.append(Fault(kind, now, end, **params))
 
     def clear(self, site_ids: Iterable[str]) -> None:
+        """End every fault of the given sites (KeyError for an id not in the fleet)."""
         for site_id in site_ids:
             self.sites[site_id].faults.clear()
 
@@ -238,7 +248,7 @@ class Fleet:
                 **sim.site.labels(),
                 **labels,
             }
-            enc = self._labels[key] = remote_write.encode_labels(full)
+            enc = self._labels[key] = encoding.encode_labels(full)
         return enc
 
     def write_request(self, now: float) -> tuple[bytes, int]:
@@ -251,7 +261,7 @@ class Fleet:
                 continue
             for name, labels, value in sim.samples(now):
                 series.append((self._encoded(sim, name, labels), [(ts, struct.pack("<d", value))]))
-        return remote_write.compress(remote_write.encode_write_request(series)), len(series)
+        return encoding.compress(encoding.encode_write_request(series)), len(series)
 
     def _push_loop(self, url: str) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -279,6 +289,9 @@ class Fleet:
             self._stop.wait(max(0.0, next_at - time.monotonic()))
 
     def start(self, push_url: str) -> None:
+        """Serve the pulled sites' /metrics and start pushing the pushing sites to `push_url` (a
+        remote-write URL), each on a daemon thread.
+        """
         self._threads = [
             threading.Thread(target=self.server.serve_forever, daemon=True),
             threading.Thread(target=self._push_loop, args=(push_url,), daemon=True),
@@ -287,6 +300,7 @@ class Fleet:
             t.start()
 
     def stop(self) -> None:
+        """Stop serving and pushing (the push thread ends after its current push)."""
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
@@ -297,6 +311,10 @@ class Fleet:
 
 @dataclass
 class Notification:
+    """One webhook notification as Alertmanager sent it: when it arrived, to which receiver (the
+    URL path), and its JSON body.
+    """
+
     at: float  # time.monotonic() on arrival
     receiver: str
     payload: dict[str, Any]
@@ -335,6 +353,7 @@ class Recorder:
                     yield note, alert
 
     def close(self) -> None:
+        """Stop the receiver's HTTP server and close its socket."""
         self.server.shutdown()
         self.server.server_close()
 
@@ -429,6 +448,10 @@ class FakeTelegram:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def send(self, msg: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Answer one sendMessage call as Telegram would: (HTTP status, JSON body). 200 with
+        `ok: true` when accepted; 400 with a description for empty or too long text or bad HTML;
+        429 with `parameters.retry_after` (seconds) above the per-minute limit.
+        """
         text = str(msg.get("text", ""))
         chat = str(msg.get("chat_id", ""))
         now = time.monotonic()
@@ -459,6 +482,7 @@ class FakeTelegram:
         return 200, {"ok": True, "result": result}
 
     def close(self) -> None:
+        """Stop the fake Bot API's HTTP server and close its socket."""
         self.server.shutdown()
         self.server.server_close()
 
@@ -593,10 +617,14 @@ class Collector:
                 proc.kill()
 
     def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant PromQL query; the `data.result` list of Prometheus' answer. Raises urllib.error.URLError
+        (or HTTPError for a refused query) when Prometheus cannot answer.
+        """
         url = f"{self.prom_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
         with urllib.request.urlopen(url, timeout=10) as resp:
             return list(json.loads(resp.read())["data"]["result"])
 
     def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds now (its /api/v2/alerts list)."""
         with urllib.request.urlopen(self.am_url + "/api/v2/alerts", timeout=10) as resp:
             return list(json.loads(resp.read()))

@@ -75,6 +75,7 @@ def duration(value: float) -> str:
 
 
 def scale(text: str, speedup: float) -> str:
+    """A Prometheus duration ("30s", "5m", "1h30m") divided by `speedup`, written back as one."""
     return duration(seconds(text) / speedup)
 
 
@@ -110,6 +111,8 @@ def render_rules(src: Path, dst: Path, speedup: float, keep_windows: tuple[str, 
 
 @dataclass(frozen=True)
 class Ports:
+    """The loopback TCP ports the stack's services listen on."""
+
     prometheus: int
     alertmanager: int
     speedtest: int
@@ -118,6 +121,7 @@ class Ports:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (the kernel's choice for port 0)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -286,6 +290,9 @@ def agent_config(site: LabSite, ports: Ports, workdir: Path, speedup: float, dns
 def wait_until(
     check: Callable[[], bool], timeout_s: float, what: str, proc: subprocess.Popen[str] | None = None
 ) -> None:
+    """Poll `check` every 0.1 s until it returns True. Raises RuntimeError (naming `what`) when
+    `proc` exits first or after `timeout_s` seconds.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
@@ -297,6 +304,7 @@ def wait_until(
 
 
 def http_ok(url: str) -> bool:
+    """True when a GET of `url` answers 200 within 2 s; False for any error or other status."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)
@@ -327,16 +335,20 @@ class Stack:
 
     @property
     def prometheus_url(self) -> str:
+        """Prometheus' base URL on loopback, e.g. http://127.0.0.1:40123."""
         return f"http://127.0.0.1:{self.ports.prometheus}"
 
     @property
     def alertmanager_url(self) -> str:
+        """Alertmanager's base URL on loopback."""
         return f"http://127.0.0.1:{self.ports.alertmanager}"
 
     def log_path(self, name: str) -> Path:
+        """The file that process `name`'s stdout and stderr go to, in the work directory."""
         return self.workdir / f"{name}.log"
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[str]:
+        """Start `argv` from the repository root as process `name`, output to its log file."""
         log = self.log_path(name).open("a", encoding="utf-8")
         self._logs.append(log)
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -355,6 +367,9 @@ class Stack:
         self.stop()
 
     def start(self) -> None:
+        """Start the test servers, dnsmasq (if installed) and the collector, then every agent; waits
+        until each answers. Raises RuntimeError when a process exits early or never answers.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.has_prometheus = Path(PROMETHEUS_BIN).exists() and Path(ALERTMANAGER_BIN).exists()
         self.has_dns = shutil.which("dnsmasq") is not None
@@ -401,6 +416,9 @@ class Stack:
         ]
 
     def write_inventory(self) -> None:
+        """Write the stack's inventory (loopback scrape addresses, one free port per pulled agent) and
+        its file_sd targets into the work directory.
+        """
         for site in self.sites:
             self.agent_ports.setdefault(site.id, free_port())
         lines = ["sites:"]
@@ -439,6 +457,9 @@ class Stack:
         )
 
     def start_collector(self) -> None:
+        """Start Alertmanager and Prometheus with the repository's configs rendered for loopback and
+        the speed-up; waits until both answer.
+        """
         keep = ("verdict.yml",) if self.history is not None else ()
         prom_config = render_prometheus(self.workdir, self.ports, self.speedup, keep)
         am_config = render_alertmanager(self.workdir, self.speedup, self.webhook_url)
@@ -469,9 +490,11 @@ class Stack:
         wait_until(lambda: http_ok(self.prometheus_url + "/-/ready"), 30, "prometheus", prom)
 
     def site(self, site_id: str) -> LabSite:
+        """The stack's site with id `site_id`; StopIteration when there is none."""
         return next(s for s in self.sites if s.id == site_id)
 
     def start_agent(self, site_id: str) -> None:
+        """Write site `site_id`'s agent config and start the agent; waits until its /metrics answers."""
         site = self.site(site_id)
         config = self.workdir / f"{site.id}.yaml"
         config.write_text(
@@ -494,6 +517,7 @@ class Stack:
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 30, f"agent {site.id}", proc)
 
     def stop_process(self, name: str, timeout_s: float = 10) -> None:
+        """SIGTERM process `name`, SIGKILL after `timeout_s` seconds; nothing when it is not running."""
         proc = self.processes.pop(name, None)
         if proc is None or proc.poll() is not None:
             return
@@ -505,9 +529,11 @@ class Stack:
             proc.wait(5)
 
     def stop_agent(self, site_id: str) -> None:
+        """Stop the agent of site `site_id` (its site goes silent, as a power cut would)."""
         self.stop_process(f"agent-{site_id}")
 
     def stop(self) -> None:
+        """Stop every process, newest first, and close their log files."""
         for name in reversed(list(self.processes)):
             self.stop_process(name)
         for log in self._logs:
@@ -528,6 +554,7 @@ class Stack:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m collector.localstack`: run the stack until Ctrl-C; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="python -m collector.localstack", description=__doc__.split("\n\n")[0]
     )

@@ -74,6 +74,9 @@ class Prom:
         self.seconds = 0.0
 
     def query(self, promql: str, at: float) -> list[dict[str, Any]]:
+        """Instant PromQL query evaluated at `at` (Unix seconds); the answer's `data.result` list.
+        Raises ReportError when Prometheus refuses the query or cannot be reached.
+        """
         data = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"}).encode()
         t0 = time.monotonic()
         try:
@@ -126,6 +129,11 @@ def month_increase(
 
 @dataclass
 class SiteRow:
+    """One inventory site's figures for the month, as read from Prometheus: test counts and counts
+    meeting per direction, goodput histogram buckets (cumulative, GOODPUT_BOUNDS in bytes/s),
+    latency tests and RTT buckets, availability (0-1), and the verdict with its reasons.
+    """
+
     site: str
     name: str
     commune: str
@@ -151,14 +159,19 @@ class SiteRow:
     contract: str = ""
 
     def share(self, direction: str) -> float | None:
+        """Share (0-1) of the month's `direction` tests that met the rule; None with no test."""
         n = self.tests[direction]
         return self.meeting[direction] / n if n > 0 else None
 
     @property
     def latency_share(self) -> float | None:
+        """Share (0-1) of internet latency tests within the limit; None with no test."""
         return self.latency_within / self.latency_tests if self.latency_tests > 0 else None
 
     def quantile_mbps(self, direction: str, q: float) -> float | None:
+        """Goodput quantile `q` (0-1) of `direction` tests in Mbit/s, interpolated in the agents'
+        histogram buckets as Prometheus' histogram_quantile does; None with no test.
+        """
         b = self.buckets.get(direction)
         if not b or self.tests[direction] < 1:
             return None
@@ -166,6 +179,7 @@ class SiteRow:
 
     @property
     def median_rtt_ms(self) -> float | None:
+        """Median internet RTT in ms from the RTT histogram (answered tests only); None with no test."""
         if not self.rtt_buckets or self.latency_tests < 1:
             return None
         answered = self.rtt_buckets[-1]
@@ -272,6 +286,10 @@ def judge(row: SiteRow, req: Requirement, days: float) -> None:
 
 @dataclass
 class Report:
+    """The monthly report's content: the period (Asia/Ho_Chi_Minh), the rule it was judged by
+    (collector/requirement.yaml), one SiteRow per inventory site, and the query count and time.
+    """
+
     month: str
     start: dt.datetime
     end: dt.datetime
@@ -284,15 +302,20 @@ class Report:
 
     @property
     def partial(self) -> bool:
+        """True when the month is not over yet: figures so far, not final verdicts."""
         return self.evaluated_at < self.end
 
     def counts(self, rows: list[SiteRow] | None = None) -> dict[str, int]:
+        """Sites per verdict (VERDICT_ORDER keys, zeros included), over `rows` or every site."""
         c = dict.fromkeys(VERDICT_ORDER, 0)
         for r in self.sites if rows is None else rows:
             c[r.verdict] += 1
         return c
 
     def communes(self) -> list[dict[str, Any]]:
+        """One dict per commune, sorted by name: its verdict (meets only when every site outside
+        maintenance meets) and its sites' verdict counts.
+        """
         by: dict[tuple[str, str], list[SiteRow]] = defaultdict(list)
         for r in self.sites:
             by[(r.district, r.commune)].append(r)
@@ -307,6 +330,7 @@ class Report:
         return out
 
     def shares(self) -> dict[str, tuple[int, int]]:
+        """(meeting, out of) for sites and for communes; maintenance is left out of both counts."""
         c = self.counts()
         communes = self.communes()
         counted_c = [x for x in communes if x["verdict"] != "maintenance"]
@@ -316,6 +340,7 @@ class Report:
         }
 
     def failing(self) -> list[SiteRow]:
+        """Sites that fail or lack tests, failing first, then by severity and id."""
         rows = [r for r in self.sites if r.verdict in ("fails", "not_enough")]
         return sorted(rows, key=lambda r: (r.verdict != "fails", *r.severity(), r.site))
 
@@ -510,10 +535,12 @@ COMMUNE_COLUMNS = [
 
 
 def commune_headers(lang: str) -> list[str]:
+    """The commune table's column headers in `lang` ("en", "vi" or "both": "English / Việt")."""
     return [en if lang == "en" else vi if lang == "vi" else f"{en} / {vi}" for en, vi in COMMUNE_COLUMNS]
 
 
 def word(key: str, lang: str) -> str:
+    """The report's text `key` in `lang` ("en", "vi" or "both"); KeyError for an unknown key."""
     w = WORDS[key]
     return f"{w['en']} / {w['vi']}" if lang == "both" else w[lang]
 
@@ -556,6 +583,7 @@ def site_values(r: SiteRow, lang: str) -> dict[str, Any]:
 
 
 def header(key: str, lang: str) -> str:
+    """The site table's column header `key` in `lang`; KeyError for an unknown key."""
     for k, en, vi in COLUMNS:
         if k == key:
             return en if lang == "en" else vi if lang == "vi" else f"{en} / {vi}"
@@ -643,6 +671,7 @@ def _css_class(r: SiteRow, key: str, value: Any) -> str:
 
 
 def render_html(rep: Report, lang: str = "both") -> str:
+    """The report as one self-contained HTML page (inline CSS, charts as data URIs) in `lang`."""
     e = html.escape
     sh = rep.shares()
     parts = [
@@ -725,6 +754,9 @@ def render_html(rep: Report, lang: str = "both") -> str:
 
 
 def write_xlsx(rep: Report, path: Path, lang: str = "both") -> None:
+    """The report as an .xlsx workbook at `path` (a summary sheet, a sheet per table, the charts);
+    needs the `report` extra (openpyxl, matplotlib). Raises OSError when it cannot be written.
+    """
     from openpyxl import Workbook
     from openpyxl.drawing.image import Image
     from openpyxl.styles import Font
@@ -801,6 +833,7 @@ def write_xlsx(rep: Report, path: Path, lang: str = "both") -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hotspot-collector report`."""
     parser.add_argument("--month", required=True, help="calendar month, YYYY-MM (Asia/Ho_Chi_Minh)")
     parser.add_argument("--prometheus", default="http://127.0.0.1:9090", help="Prometheus URL")
     parser.add_argument("--province", default="", help="the province (needed when Prometheus holds several)")
@@ -812,6 +845,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run `hotspot-collector report`: write the .html and .xlsx for the month; 0 on success, 1 when
+    a file cannot be written, 2 when Prometheus cannot answer or the rule is invalid (printed to
+    stderr).
+    """
     try:
         req = load(args.requirement)
         t0 = time.monotonic()

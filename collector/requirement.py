@@ -46,6 +46,11 @@ class RequirementError(ValueError):
 
 @dataclass(frozen=True)
 class Requirement:
+    """The province's rule, as collector/requirement.yaml states it (the file explains each field):
+    speeds in Mbit/s, shares and ratios 0-1, latency limit in ms, minimum tests per 7 days.
+    The defaults are the values of collector/requirement.yaml as shipped.
+    """
+
     download_mbps: float = 100
     upload_mbps: float = 100
     test_pass_ratio: float = 0.8
@@ -70,6 +75,9 @@ class Requirement:
         )
 
     def problems(self) -> list[str]:
+        """Why the rule cannot be evaluated; [] when it can. The thresholds must be bucket boundaries
+        of the agents' histograms (docs/metrics.md), or the rules could not count tests above them.
+        """
         errs = []
         for d in ("download", "upload"):
             if self.threshold_mbps(d) not in GOODPUT_BOUNDS_MBPS:
@@ -342,11 +350,15 @@ _Dumper.add_representer(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hotspot-collector requirement`."""
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE, help="the requirement file (YAML)")
     parser.add_argument("--write", type=Path, nargs="?", const=RULES_OUT, help="write the rules file here")
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run `hotspot-collector requirement`: print the rules file or write it (`--write`); 0 on
+    success, 1 when it cannot be written, 2 for an invalid requirement file.
+    """
     try:
         req = load(args.file)
     except RequirementError as exc:

@@ -63,6 +63,10 @@ _buffers = threading.local()  # one reused upload buffer per worker thread
 
 @dataclass(frozen=True)
 class ServerSettings:
+    """How the bandwidth test server limits what clients may ask of it; sizes in bytes or MiB as
+    named, times in seconds. Set from `hotspot-collector speedtest-server` options.
+    """
+
     max_chunks: int = 100  # largest ckSize (MiB per download request)
     max_upload_bytes: int = 256 * MIB  # largest upload request body
     max_connections: int = 256
@@ -107,6 +111,7 @@ class Pacer:
         self._next = time.monotonic()
 
     def wait(self, nbytes: int) -> None:
+        """Block until `nbytes` more bytes fit the pace (all connections share one budget)."""
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
@@ -116,6 +121,11 @@ class Pacer:
 
 
 class SpeedtestServer(GuardedServer):
+    """The LibreSpeed-compatible HTTP test server the agents' bandwidth engine measures against:
+    /garbage (download), /empty (upload), /getIP, /metrics. Connection limits per IP and in
+    total come from ServerSettings; over them a client gets 429 or 503.
+    """
+
     def __init__(self, address: tuple[str, int], settings: ServerSettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
@@ -132,12 +142,16 @@ class SpeedtestServer(GuardedServer):
         self.metrics.active.set_function(lambda: self.busy)
 
     def prepare_socket(self, sock: socket.socket) -> None:
+        """Set up the listening socket before it accepts (a small receive buffer when paced)."""
         if self.pacer is not None:
             # Paced uploads: a small receive buffer (inherited by accepted sockets) keeps the kernel
             # from acknowledging megabytes ahead of the pace, as a slow link would not either.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
 
     def refusal(self, limit: str, ip: str) -> bytes:
+        """The raw HTTP answer for a connection over `limit` ("per_ip": 429, else 503), with a body
+        saying which limit and to retry later.
+        """
         s = self.settings
         if limit == "per_ip":
             status = b"429 Too Many Requests"
@@ -152,31 +166,42 @@ class SpeedtestServer(GuardedServer):
         )
 
     def on_refused(self, limit: str) -> None:
+        """Count a refused connection under its `limit` label
+        (hotspot_speedtest_server_rejected_connections_total)."""
         self.metrics.rejected.labels(limit).inc()
 
     @property
     def url(self) -> str:
+        """The server's base URL, e.g. http://127.0.0.1:8989/ (an IPv6 host in brackets)."""
         host, port = str(self.server_address[0]), int(self.server_address[1])
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{port}/"
 
 
 class Handler(GuardedHandler):
+    """One connection's requests (HTTP/1.1 keep-alive); every answer is counted in the server's metrics."""
+
     server: SpeedtestServer
     protocol_version = "HTTP/1.1"  # keep-alive: the engine sends many requests per stream
     server_version = "hotspot-speedtest"
     sys_version = ""
 
     def log_message(self, format: str, *args: Any) -> None:
+        """Request lines go to the debug log, not stderr."""
         log.debug("%s %s", self.client_address[0], format % args)
 
     def do_GET(self) -> None:
+        """GET: /garbage (download), /empty, /getIP, /metrics; 404 for anything else, 403 without the
+        token when one is set."""
         self._dispatch("GET")
 
     def do_POST(self) -> None:
+        """POST: /empty (upload; the body is read and discarded); 404 for anything else, 403 without
+        the token when one is set."""
         self._dispatch("POST")
 
-    def do_OPTIONS(self) -> None:  # CORS preflight from LibreSpeed's web client
+    def do_OPTIONS(self) -> None:
+        """CORS preflight from LibreSpeed's web client: 204 with the CORS headers."""
         self._answer("options", 204, b"")
 
     def _dispatch(self, method: str) -> None:
@@ -335,6 +360,7 @@ def serve(host: str, port: int, settings: ServerSettings) -> SpeedtestServer:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hotspot-collector speedtest-server`."""
     parser.add_argument(
         "--listen", default="0.0.0.0:8989", help="HOST:PORT to serve on (default %(default)s)"
     )
@@ -355,6 +381,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run `hotspot-collector speedtest-server` until SIGTERM or Ctrl-C; 2 for bad options."""
     handler = logging.StreamHandler(sys.stderr)  # request lines come from strangers: the one redaction path
     handler.setFormatter(RedactingFormatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])

@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from collector.inventory import Inventory, InventorySite, load_or_report, slug, write_atomic
+from collector.atomic_file import write_atomic
+from collector.inventory import Inventory, InventorySite, load_or_report, slug
 
 TARGET_PREFIX = "sites-"
 RULES_FILE = "inventory.rules.yml"
@@ -52,6 +53,9 @@ def target_files(inventory: Inventory) -> dict[str, str]:
 
 
 def inventory_labels(site: InventorySite) -> dict[str, str]:
+    """The labels of a site's `site:hotspot_inventory:info` series: identity, name, commune code,
+    ISP, contracted speeds (Mbit/s), coordinates (5 decimals, "" when unknown), maintenance.
+    """
     labels = {
         **site.labels(),
         "name": site.name,
@@ -70,6 +74,9 @@ def inventory_labels(site: InventorySite) -> dict[str, str]:
 
 
 def rules_file(inventory: Inventory) -> str:
+    """The generated recording-rules file (YAML): one `site:hotspot_inventory:info` rule per site,
+    sorted by id, so every listed site has a series whether or not it was ever heard from.
+    """
     rules: list[dict[str, Any]] = [
         {"record": "site:hotspot_inventory:info", "expr": "vector(1)", "labels": inventory_labels(site)}
         for site in sorted(inventory.sites, key=lambda s: s.id)
@@ -103,11 +110,15 @@ def write(inventory: Inventory, out: Path) -> tuple[list[str], list[str], list[s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `hotspot-collector targets`."""
     parser.add_argument("--inventory", type=Path, required=True, help="the site inventory (YAML)")
     parser.add_argument("--out", type=Path, required=True, help="directory for the file_sd and rules files")
 
 
 def command(args: argparse.Namespace) -> int:
+    """Run `hotspot-collector targets`: 0 when the files are up to date, 1 when they cannot be
+    written, 2 for a bad inventory (every problem printed to stderr).
+    """
     inventory = load_or_report(args.inventory)
     if inventory is None:
         return 2

@@ -11,7 +11,7 @@ from agent.bandwidth.speedtest_engine import parse_server_ids
 from agent.digits import ascii_hex, ascii_uint
 from agent.push.remote_write import parse_retry_after
 from agent.schema import split_host_port
-from collector.inventory import read_communes
+from collector.inventory_example import read_communes
 
 
 @pytest.mark.parametrize("text", ["", "²", "١٢", "+1", "-1", " 1", "1 ", "1_0", "0x1", "1.0", "9" * 19])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import inventory
+from collector import inventory, inventory_example
 from collector.inventory import InventoryError
 from tests.legacy_text import cp1258
 
@@ -117,7 +117,7 @@ def test_examples_are_regenerated_identically(data: str, example: str, communes:
     csv_path = DATA / data
     if not csv_path.exists():
         pytest.skip(f"{csv_path} not present")
-    text = inventory.render_example(csv_path)
+    text = inventory_example.render_example(csv_path)
     assert text == (EXAMPLES / example).read_text(encoding="utf-8")
     inv = inventory.loads(text)
     ids = [s.id for s in inv.sites]

@@ -122,7 +122,7 @@ def test_cli_reports_missing_push_url_unknown_rotate_and_bad_state(tmp_path, cap
 
 
 def _post(port: int, user: str, password: str, path: str, labels: dict[str, str]) -> int:
-    from agent.push.remote_write import compress, encode_labels, encode_write_request
+    from agent.push.encoding import compress, encode_labels, encode_write_request
 
     now = int(time.time() * 1000)
     body = compress(encode_write_request([(encode_labels(labels), [(now, struct.pack("<d", 1.0))])]))

@@ -10,17 +10,17 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
 from agent.config import ConfigError, loads
-from agent.push.pusher import snapshot_samples
-from agent.push.remote_write import (
+from agent.push.decoding import decode_write_request
+from agent.push.encoding import (
     STALE_NAN,
     InvalidSeries,
     compress,
-    decode_write_request,
     encode_labels,
     encode_write_request,
-    parse_retry_after,
     varint,
 )
+from agent.push.pusher import snapshot_samples
+from agent.push.remote_write import parse_retry_after
 
 
 def d(x: float) -> bytes:

@@ -6,8 +6,8 @@ import random
 import sqlite3
 import struct
 
+from agent.push.encoding import encode_labels
 from agent.push.queue import ABSENT, SampleQueue, block_entries, decode_block, encode_block
-from agent.push.remote_write import encode_labels
 
 NOW = 1_800_000_000_000
 

@@ -20,9 +20,9 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from agent.push.encoding import encode_labels
 from agent.push.pusher import DROP_REASONS, QUEUE_FILE, Pusher
 from agent.push.queue import SampleQueue
-from agent.push.remote_write import encode_labels
 from tests.test_push_support import (
     Receiver,
     TinyReceiver,

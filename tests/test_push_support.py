@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.push.remote_write import decode_write_request  # noqa: E402
+from agent.push.decoding import decode_write_request  # noqa: E402
 
 PROMETHEUS_CONFIG = """\
 global:

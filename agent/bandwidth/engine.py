@@ -39,7 +39,13 @@ class Limits:
 
 
 class EngineError(Exception):
-    """A test that produced no valid result; `partial` holds what was measured before it failed."""
+    """A test that produced no valid result.
+
+    `reason` is the failure reason the probe reports (agent/result.py: "timeout", "protocol",
+    "limit", ...), `detail` says what went wrong in plain words, and `partial` holds what was
+    measured before it failed (a direction that finished, the bytes moved, which the data budget
+    still pays), or None when nothing was.
+    """
 
     def __init__(self, reason: Reason, detail: str, partial: BandwidthTest | None = None) -> None:
         super().__init__(detail)
@@ -53,6 +59,17 @@ Progress = Callable[[str, float], None]
 
 
 class Engine(Protocol):
+    """One way of measuring goodput: the http engine (agent/bandwidth/http_engine.py), speedtest-cli
+    or iperf3, each a `measure` function with this signature.
+
+    Called with the server (the engine's own form: an http:// URL, Ookla server ids, or
+    HOST[:PORT]), the per-direction limits (seconds, bytes, streams), an event that cancels the
+    test when set, and an optional progress callback. Returns the BandwidthTest (goodput in bit/s,
+    bytes moved, idle and loaded RTT in seconds). Raises EngineError when the test fails, is
+    cancelled ("timeout") or gives no stable figure within the limits ("limit"), carrying a
+    `partial` result when part of the test was measured.
+    """
+
     def __call__(
         self, server: str, limits: Limits, cancelled: threading.Event, progress: Progress | None = None
     ) -> BandwidthTest: ...

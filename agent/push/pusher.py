@@ -23,17 +23,9 @@ from urllib.parse import urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from agent.push.encoding import STALE_NAN, InvalidSeries, compress, encode_labels, encode_write_request
 from agent.push.queue import Batch, Drops, QueueClosed, SampleQueue
-from agent.push.remote_write import (
-    STALE_NAN,
-    Answer,
-    InvalidSeries,
-    RemoteWriteClient,
-    compress,
-    encode_labels,
-    encode_write_request,
-    name_os_thread,
-)
+from agent.push.remote_write import Answer, RemoteWriteClient, name_os_thread
 from agent.push.settings import PushSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +69,10 @@ class PushMetrics:
         self.clock: Callable[[], float] = time.time
 
     def count(self, sent: int = 0, retried: int = 0, **dropped: int) -> None:
+        """Add to the running totals: samples accepted (`sent`), sent again (`retried`) and dropped by
+        reason (`dropped`, keyword per DROP_REASONS; an unknown reason raises KeyError). Any sample
+        accepted stamps the last-success time (wall clock, seconds).
+        """
         with self._lock:
             self.sent += sent
             self.retried += retried
@@ -94,6 +90,7 @@ class PushMetrics:
                 self.auth_failing = answer.auth_failed
 
     def count_drops(self, drops: Drops) -> None:
+        """Count what the queue dropped on its own (full, too old, disk full) as dropped samples."""
         self.count(queue_full=drops.queue_full, too_old=drops.too_old, disk_full=drops.disk_full)
 
     def _gauge(self, name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -102,6 +99,9 @@ class PushMetrics:
         return g
 
     def describe(self) -> Iterable[Metric]:
+        """The families `collect()` yields, by name, so that registering a second pusher in the same
+        registry raises ValueError (duplicated timeseries) instead of exporting two.
+        """
         # Real names, so a registry refuses a second registration (two pushers) loudly.
         g, c = GaugeMetricFamily, CounterMetricFamily
         return [
@@ -117,6 +117,13 @@ class PushMetrics:
         ]
 
     def collect(self) -> Iterable[Metric]:
+        """The push families at scrape time, each labelled with the site's identity, e.g.
+
+            hotspot_push_queue_samples{site="nd-13636-ubnd",...} 120.0
+            hotspot_push_samples_sent_total{site="nd-13636-ubnd",...} 5.4e+06
+
+        Queue gauges are left out once the queue is closed (docs/metrics.md lists every family).
+        """
         keys, values = list(self._identity), list(self._identity.values())
         if self.queue is not None:
             try:

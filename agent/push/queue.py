@@ -66,6 +66,10 @@ class Batch:
 
 @dataclass(frozen=True)
 class QueueStats:
+    """The queue now: samples still to send, bytes on disk (database plus its WAL) and the
+    timestamp (ms since the epoch) of the oldest queued sample, None when empty.
+    """
+
     samples: int
     bytes: int
     oldest_ms: int | None
@@ -427,6 +431,7 @@ class SampleQueue:
         return entries
 
     def labels(self, sid: int) -> bytes:
+        """The encoded Label fields (agent/push/encoding.py) of series `sid`; KeyError when unknown."""
         return self._labels[sid]
 
     def consume(self, batch: Batch) -> None:
@@ -467,6 +472,7 @@ class SampleQueue:
     # -- state ---------------------------------------------------------------------------------
 
     def stats(self) -> QueueStats:
+        """Samples waiting, bytes on disk and the oldest timestamp; raises QueueClosed after close()."""
         with self._lock:
             self._check_open()
             samples, oldest = self._db.execute(
@@ -476,6 +482,9 @@ class SampleQueue:
             return QueueStats(int(samples or 0), size, None if oldest is None else int(oldest))
 
     def close(self) -> None:
+        """Close the database and release the queue's lock file, so another process may open it;
+        idempotent. Later calls raise QueueClosed.
+        """
         with self._lock:
             if not self._closed:
                 self._closed = True

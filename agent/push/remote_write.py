@@ -1,8 +1,8 @@
-"""Prometheus remote-write 1.0: series validation, protobuf encoding by hand, snappy, one HTTP client.
+"""The remote-write client: POSTs WriteRequests (already encoded and compressed by
+agent/push/encoding.py) to a Prometheus remote-write receiver and reports what it answered.
 
-The message is tiny, so it is written directly (no protobuf runtime):
-WriteRequest{1: repeated TimeSeries}, TimeSeries{1: repeated Label, 2: repeated Sample},
-Label{1: name, 2: value}, Sample{1: double value, 2: int64 timestamp_ms}.
+Receivers it is tested against: Prometheus 2.42's remote-write receiver, VictoriaMetrics 1.79 and
+vmauth 1.79 in front of it (docs/push.md).
 """
 
 from __future__ import annotations
@@ -11,151 +11,17 @@ import contextlib
 import ctypes
 import email.utils
 import http.client
-import re
 import socket
 import ssl
-import struct
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-import cramjam
 
 import agent
 from agent.digits import ascii_uint
 from agent.push.settings import PushSettings
 from agent.redact import Redactor, basic_credential
-
-# The names Prometheus' data model allows (the 2.42 receiver does not check them: the client must).
-METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-STALE_NAN = struct.pack("<Q", 0x7FF0000000000002)  # Prometheus' staleness marker
-
-
-class InvalidSeries(ValueError):
-    """A series the receiver must not get (bad name, reserved label, duplicate...)."""
-
-
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint; negative int64 values take ten bytes, as the spec says."""
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + varint(len(payload)) + payload
-
-
-def encode_labels(labels: Mapping[str, str]) -> bytes:
-    """The repeated Label fields of one TimeSeries: validated, empty values dropped, sorted by name."""
-    name = labels.get("__name__", "")
-    if not METRIC_NAME.fullmatch(name):
-        raise InvalidSeries(f"invalid metric name {name!r}")
-    out = []
-    for key in sorted(labels):
-        value = labels[key]
-        if value == "":
-            continue  # Prometheus treats an empty label as an absent one; the receiver wants none
-        if key != "__name__" and (not LABEL_NAME.fullmatch(key) or key.startswith("__")):
-            raise InvalidSeries(f"invalid label name {key!r} on {name}")
-        try:
-            pair = _field(0x0A, key.encode()) + _field(0x12, value.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidSeries(f"label {key} of {name} is not valid UTF-8") from None
-        out.append(_field(0x0A, pair))
-    return b"".join(out)
-
-
-class SampleEncoder:
-    """Builds Sample fields; the varint of a timestamp is cached since a batch has few distinct ones."""
-
-    def __init__(self) -> None:
-        self._parts: dict[int, tuple[bytes, bytes]] = {}
-
-    def sample(self, ts_ms: int, value: bytes) -> bytes:
-        parts = self._parts.get(ts_ms)
-        if parts is None:
-            ts = varint(ts_ms)
-            parts = (b"\x12" + varint(10 + len(ts)) + b"\x09", b"\x10" + ts)
-            if len(self._parts) > 10000:
-                self._parts.clear()
-            self._parts[ts_ms] = parts
-        return parts[0] + value + parts[1]
-
-
-def encode_write_request(series: Iterable[tuple[bytes, Sequence[tuple[int, bytes]]]]) -> bytes:
-    """WriteRequest from (encoded labels, [(timestamp ms, 8-byte little-endian double)...]) pairs."""
-    enc = SampleEncoder()
-    out = []
-    for labels, samples in series:
-        body = labels + b"".join(enc.sample(ts, value) for ts, value in samples)
-        out.append(_field(0x0A, body))
-    return b"".join(out)
-
-
-def compress(body: bytes) -> bytes:
-    """Snappy block format (not framed), as remote write requires."""
-    return bytes(cramjam.snappy.compress_raw(body))
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes) -> Iterable[tuple[int, int | bytes]]:
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        wire = key & 7
-        if wire == 0:
-            value, pos = _read_varint(data, pos)
-            yield key >> 3, value
-        elif wire == 1:
-            yield key >> 3, data[pos : pos + 8]
-            pos += 8
-        elif wire == 2:
-            n, pos = _read_varint(data, pos)
-            yield key >> 3, data[pos : pos + n]
-            pos += n
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-
-
-def decode_write_request(payload: bytes) -> list[tuple[dict[str, str], list[tuple[int, float]]]]:
-    """The inverse of compress(encode_write_request(...)): for receivers in tests and for debugging."""
-    out = []
-    for _, ts_raw in _fields(bytes(cramjam.snappy.decompress_raw(payload))):
-        labels: dict[str, str] = {}
-        samples: list[tuple[int, float]] = []
-        assert isinstance(ts_raw, bytes)
-        for num, part in _fields(ts_raw):
-            assert isinstance(part, bytes)
-            inner = dict(_fields(part))
-            if num == 1:
-                labels[bytes(inner.get(1, b"")).decode()] = bytes(inner.get(2, b"")).decode()
-            else:
-                raw_ts = inner.get(2, 0)
-                assert isinstance(raw_ts, int)
-                ts = raw_ts - (1 << 64) if raw_ts >= 1 << 63 else raw_ts
-                value = struct.unpack("<d", inner.get(1, bytes(8)))[0]  # type: ignore[arg-type]
-                samples.append((ts, value))
-        out.append((labels, samples))
-    return out
 
 
 @dataclass(frozen=True)
@@ -168,6 +34,7 @@ class Answer:
 
     @property
     def ok(self) -> bool:
+        """A 2xx: the receiver took the whole request."""
         return 200 <= self.status < 300
 
     @property
@@ -319,6 +186,7 @@ class RemoteWriteClient:
             done.set()
 
     def close(self) -> None:
+        """Drop the kept-alive connection (the next post() connects afresh); idempotent."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -20,6 +20,11 @@ def url_or_empty(value: object) -> str | None:
 
 @dataclass(frozen=True)
 class PushSettings:
+    """The `push:` section of the agent's config: remote write to a receiver, through an on-disk
+    queue. Units are in the names (`_s` seconds, `_bytes` bytes); defaults and examples in
+    config.example.yaml and docs/push.md.
+    """
+
     enabled: bool = False
     # The receiver's remote-write URL, e.g. https://collector.example:8427/api/v1/write
     url: str = check(url_or_empty, default="")
@@ -37,6 +42,9 @@ class PushSettings:
     bearer_token: Secret | None = None
 
     def validate(self) -> list[str]:
+        """Problems that involve more than one field, each prefixed with its key ("url: ..."); [] when
+        none. Single fields are checked by their `check(...)` metadata.
+        """
         errs = []
         if self.enabled and not self.url:
             errs.append("url: required when push is enabled")
