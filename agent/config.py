@@ -5,11 +5,12 @@ Every problem is reported at once with its key path; unknown keys are errors.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent.probes import bandwidth, dns, http, ping, system, wifi
+from agent.probes import PROBES
 from agent.probes.base import ProbeSettings
 from agent.push.settings import PushSettings
 from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse, read_yaml_file
@@ -45,18 +46,29 @@ class Exposition:
         return errs
 
 
-@dataclass(frozen=True)
-class Probes:
-    ping: ping.Settings = field(default_factory=ping.Settings)
-    dns: dns.Settings = field(default_factory=dns.Settings)
-    http: http.Settings = field(default_factory=http.Settings)
-    wifi: wifi.Settings = field(default_factory=wifi.Settings)
-    system: system.Settings = field(default_factory=system.Settings)
-    bandwidth: bandwidth.Settings = field(default_factory=bandwidth.Settings)
+def _enabled(self: Any) -> dict[str, ProbeSettings]:
+    """The enabled probes' settings by probe name."""
+    return {name: s for name, s in vars(self).items() if s.enabled}
 
-    def enabled(self) -> dict[str, ProbeSettings]:
-        """The enabled probes' settings by probe name."""
-        return {name: s for name, s in vars(self).items() if s.enabled}
+
+if TYPE_CHECKING:
+
+    class Probes:
+        """Every registered probe's settings, one field per probe (`probes.ping`, ...)."""
+
+        def enabled(self) -> dict[str, ProbeSettings]: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    # Built from the registry in agent/probes, so that a new probe needs no line here: its config
+    # key is its name, its settings class the field's type.
+    Probes = dataclasses.make_dataclass(
+        "Probes",
+        [(name, spec.settings, field(default_factory=spec.settings)) for name, spec in PROBES.items()],
+        frozen=True,
+        namespace={"enabled": _enabled, "__doc__": "Every registered probe's settings, one field per probe."},
+    )
 
 
 @dataclass(frozen=True)

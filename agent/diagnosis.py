@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from agent.result import Result
 
@@ -51,6 +51,8 @@ Cause = Literal["healthy", "lan_fault", "uplink_fault", "dns_fault", "captive_po
 CAUSES: tuple[Cause, ...] = get_args(Cause)
 
 _NETWORK_DOWN = ("timeout", "unreachable")
+# The probes whose latest Results diagnose() reads: the store re-diagnoses after each of their runs.
+INPUTS = ("ping", "dns", "http", "wifi")
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class _Evidence:
         return bool(self.gateway or self.wifi_down or self.internet or self.dns or self.portal is not None)
 
 
-def _ping(result: Result) -> tuple[str, bool | None]:
+def _ping(result: Result[Any]) -> tuple[str, bool | None]:
     role = getattr(result.data, "role", None) or ("gateway" if result.target == "gateway" else "internet")
     received = getattr(result.data, "received", None)
     if received is not None:
@@ -87,19 +89,19 @@ def _ping(result: Result) -> tuple[str, bool | None]:
     return role, False if result.reason in _NETWORK_DOWN else None
 
 
-def _http(result: Result) -> bool | None:
+def _http(result: Result[Any]) -> bool | None:
     if result.ok or result.reason in ("http_status", "protocol", "captive_portal"):
         return True  # an HTTP answer of any kind: the path to that server works
     return False if result.reason in (*_NETWORK_DOWN, "refused") else None
 
 
-def _dns(result: Result) -> bool | None:
+def _dns(result: Result[Any]) -> bool | None:
     if result.ok:
         return True
     return False if result.reason in (*_NETWORK_DOWN, "refused", "dns", "protocol") else None
 
 
-def _collect(latest: Iterable[Result]) -> _Evidence:
+def _collect(latest: Iterable[Result[Any]]) -> _Evidence:
     ev = _Evidence(gateway=[], wifi_down=[], internet=[], dns=[], portal=None)
     for r in latest:
         if r.probe == "ping":
@@ -133,7 +135,7 @@ def _names(items: list[tuple[str, bool]], up: bool) -> str:
     return ", ".join(name for name, ok in items if ok is up)
 
 
-def diagnose(latest: Iterable[Result]) -> Diagnosis:
+def diagnose(latest: Iterable[Result[Any]]) -> Diagnosis:
     """Name the likely cause from the latest Results (see the module docstring's table)."""
     ev = _collect(latest)
     if not ev.any_evidence():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.bandwidth.engine import BandwidthTest
 from agent.i18n import _
 from agent.probes.bandwidth import BandwidthRun
@@ -11,7 +13,7 @@ from agent.probes.ping import PingStats
 from agent.probes.system import SystemStats
 from agent.probes.wifi import WifiLink
 from agent.result import Result
-from agent.site import Site
+from agent.site import Direction, Site
 
 GOODPUT_LIMIT = 1448 / 1514  # the most TCP can carry over a 1500-byte-MTU Ethernet line
 
@@ -26,23 +28,24 @@ def _mbps(bps: float | None) -> str:
 
 def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     lines = []
-    for direction, bps, contracted in (
-        (_("Download"), test.download_bps, site.contracted_download_mbps),
-        (_("Upload"), test.upload_bps, site.contracted_upload_mbps),
-    ):
-        threshold = contracted * site.pass_ratio
+    directions: tuple[tuple[Direction, str, float | None, float], ...] = (
+        ("download", _("Download"), test.download_bps, site.contracted_download_mbps),
+        ("upload", _("Upload"), test.upload_bps, site.contracted_upload_mbps),
+    )
+    for direction, shown, bps, contracted in directions:
+        threshold = site.threshold_bps(direction) / 1e6
         if bps is None:
-            lines.append(_("{direction}: not measured.").format(direction=direction))
+            lines.append(_("{direction}: not measured.").format(direction=shown))
             continue
         mbps = bps / 1e6
         verdict = (
             _("MEETS the requirement (at least {threshold} Mbit/s, {ratio} of {contracted})")
-            if mbps >= threshold
+            if site.meets(direction, bps)
             else _("BELOW the requirement of {threshold} Mbit/s ({ratio} of {contracted})")
         ).format(threshold=f"{threshold:g}", ratio=f"{site.pass_ratio:.0%}", contracted=f"{contracted:g}")
         lines.append(
             _("{direction}: {mbps} Mbit/s — {verdict}.").format(
-                direction=direction, mbps=f"{mbps:.1f}", verdict=verdict
+                direction=shown, mbps=f"{mbps:.1f}", verdict=verdict
             )
             + " "
             + _("(A {contracted} Mbit/s line carries at most {limit} Mbit/s of data.)").format(
@@ -68,7 +71,11 @@ def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     return lines
 
 
-def _one(r: Result, site: Site) -> list[str]:
+def _goodputs(test: BandwidthTest) -> tuple[tuple[Direction, float | None], ...]:
+    return (("download", test.download_bps), ("upload", test.upload_bps))
+
+
+def _one(r: Result[Any], site: Site) -> list[str]:
     d = r.data
     prefix = "" if r.ok else _("PROBLEM: ")
     if isinstance(d, BandwidthRun):
@@ -118,7 +125,7 @@ def _one(r: Result, site: Site) -> list[str]:
     return [f"{prefix}{r.target or r.probe}: {r.detail or ('ok' if r.ok else r.reason)}"]
 
 
-def describe_results(probe: str, results: list[Result], site: Site) -> str:
+def describe_results(probe: str, results: list[Result[Any]], site: Site) -> str:
     if not results:
         return _("{probe}: no result.").format(probe=probe)
     lines = [line for r in results for line in _one(r, site)]
@@ -127,11 +134,8 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
     if probe == "bandwidth" and not failed and isinstance(run, BandwidthRun) and run.test is not None:
         below = [
             direction
-            for direction, bps, contracted in (
-                ("download", run.test.download_bps, site.contracted_download_mbps),
-                ("upload", run.test.upload_bps, site.contracted_upload_mbps),
-            )
-            if bps is not None and bps < contracted * 1e6 * site.pass_ratio
+            for direction, bps in _goodputs(run.test)
+            if bps is not None and not site.meets(direction, bps)
         ]
         verdict = (
             _("Verdict: this test MEETS the requirement.")
@@ -148,7 +152,7 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
     return "\n".join([*lines, summary, *advice(probe, results, site)])
 
 
-def advice(probe: str, results: list[Result], site: Site) -> list[str]:
+def advice(probe: str, results: list[Result[Any]], site: Site) -> list[str]:
     """What the person at the site can do about the failures, in words they follow; [] when fine."""
     failed = [r for r in results if not r.ok and r.reason != "unsupported"]
     if not failed:
