@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from agent.families import ProbeMetrics
 from agent.result import Result
@@ -95,3 +95,7 @@ class ProbeSpec(Generic[S, D]):
     run: Callable[[S, ProbeContext], list[Result[D]]]
     bandwidth_class: bool = False  # bandwidth-class probes never run at the same time as each other
     metrics: ProbeMetrics[S, D] = field(default_factory=ProbeMetrics)
+
+    def of(self, results: Iterable[Result[Any]]) -> list[Result[D]]:
+        """This probe's Results among `results` (picked by probe name), typed with its data."""
+        return [cast("Result[D]", r) for r in results if r.probe == self.name]
