@@ -11,6 +11,7 @@ from agent.schema import between, check, positive
 SiteType = Literal["commune_office", "health_station", "village_hall", "other"]
 SITE_TYPES: tuple[SiteType, ...] = ("commune_office", "health_station", "village_hall", "other")
 Direction = Literal["download", "upload"]
+MBPS = 1_000_000 / 8  # bytes per second in one Mbit/s (contracted speeds are in Mbit/s)
 
 
 def is_site_id(value: object) -> str | None:

@@ -42,7 +42,7 @@ from agent.schema import (
     non_negative,
     positive,
 )
-from agent.site import Direction, Site
+from agent.site import MBPS, Direction, Site
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,6 @@ def _run(settings: Settings, context: ProbeContext, target: str) -> Result[Bandw
 
 # -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
 
-MBPS = 1_000_000 / 8  # bytes per second in one Mbit/s
 # Each test's goodput goes into a histogram, so that the collector judges it against whatever
 # threshold the province's rule sets, not the agent (docs/metrics.md). The boundaries are the usual
 # requirement levels and 80% of each (the usual pass ratio), so any of them, at 100% or 80%, is
