@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from agent.families import ProbeMetrics
 from agent.result import Result
-from agent.schema import check, non_negative, positive
+from agent.schema import check, checks_pass, non_negative, positive
 from agent.site import Site
 
 
@@ -26,9 +26,17 @@ class ProbeSettings:
     # a run still going after this is abandoned and counted as a timeout
     timeout_s: float = check(positive, default=30.0)
 
+    # Fields that time one part of a run (a request, a query, a sample): each must be shorter than
+    # the whole run's timeout_s, or the scheduler would abandon every run.
+    within_run: ClassVar[tuple[str, ...]] = ()
+
     def validate(self) -> list[str]:
-        """Rules between fields (each field's own range is checked on the field); [] here."""
-        return []
+        """Rules between fields (each field's own range is checked on the field)."""
+        return [
+            f"{key}: must be less than timeout_s (the whole run's limit)"
+            for key in self.within_run
+            if checks_pass(self, key, "timeout_s") and getattr(self, key) >= self.timeout_s
+        ]
 
 
 @dataclass(frozen=True)

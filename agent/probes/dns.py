@@ -22,7 +22,7 @@ from typing import Any
 from agent.families import Family, ProbeMetrics, Samples, Tally, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Reason, Result, failure, reason_for
-from agent.schema import check, checks_pass, each, is_host, positive, split_host_port
+from agent.schema import check, each, is_host, positive, split_host_port
 from agent.site import Site
 
 SYSTEM = "system"
@@ -87,10 +87,7 @@ class Settings(ProbeSettings):
     # the upstream resolver rather than the local stub at 127.0.0.53.
     resolv_conf: str = "/etc/resolv.conf"
 
-    def validate(self) -> list[str]:
-        if checks_pass(self, "query_timeout_s") and self.query_timeout_s >= self.timeout_s:
-            return ["query_timeout_s: must be less than timeout_s (the whole run's limit)"]
-        return []
+    within_run = ("query_timeout_s",)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from agent import __version__
 from agent.families import Family, ProbeMetrics, Samples, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec, call_within
 from agent.result import Reason, Result, failure, reason_for
-from agent.schema import check, checks_pass, each, is_url, positive
+from agent.schema import check, each, is_url, positive
 
 MAX_BODY_BYTES = 1 << 20  # a huge page must not eat the device's memory
 READ_CHUNK = 64 * 1024
@@ -59,10 +59,7 @@ class Settings(ProbeSettings):
     )
     request_timeout_s: float = check(positive, default=10.0)
 
-    def validate(self) -> list[str]:
-        if checks_pass(self, "request_timeout_s") and self.request_timeout_s >= self.timeout_s:
-            return ["request_timeout_s: must be less than timeout_s (the whole run's limit)"]
-        return []
+    within_run = ("request_timeout_s",)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import psutil
 from agent.families import Family, ProbeMetrics, Samples, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Result, failure
-from agent.schema import check, checks_pass, non_negative, positive
+from agent.schema import check, non_negative, positive
 
 PROBE = "system"
 IFF_UP = 0x1
@@ -29,10 +29,7 @@ class Settings(ProbeSettings):
     # CPU use is measured over this window inside each run, so it never depends on a previous call.
     cpu_sample_s: float = check(positive, default=0.5)
 
-    def validate(self) -> list[str]:
-        if checks_pass(self, "cpu_sample_s") and self.cpu_sample_s >= self.timeout_s:
-            return ["cpu_sample_s: must be shorter than timeout_s"]
-        return []
+    within_run = ("cpu_sample_s",)
 
 
 @dataclass(frozen=True)
