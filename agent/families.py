@@ -1,14 +1,14 @@
 """Metric families as plain data, declared by the module that owns them and rendered by agent/metrics.py.
 
-A probe declares its families here-style (`Family(...)` constants) and writes samples through the
-two small interfaces below, keyed by label name; it never imports prometheus_client. Every family
+A probe declares its families as `Family(...)` constants and writes samples through the two small
+interfaces below, keyed by label name; it never imports prometheus_client. Every family
 a probe can produce is listed in its `ProbeMetrics.families`, so the agent's collector can describe
 them all before any result exists (and a registry refuses a second registration of the same names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
@@ -113,8 +113,3 @@ def per_result(
             show_one(result, samples)
 
     return show
-
-
-def data_of(results: Iterable[Result[D]]) -> Iterable[tuple[Result[D], D]]:
-    """(result, data) for the results that carry data."""
-    return ((r, r.data) for r in results if r.data is not None)
