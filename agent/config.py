@@ -6,12 +6,13 @@ Every problem is reported at once with its key path; unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from agent.probes import PROBES
-from agent.probes.base import ProbeSettings
+from agent.probes.base import ProbeSettings, ProbeSpec
 from agent.push.settings import PushSettings
 from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse, read_yaml_file
 from agent.site import Site
@@ -51,6 +52,17 @@ def _enabled(self: Any) -> dict[str, ProbeSettings]:
     return {name: s for name, s in vars(self).items() if s.enabled}
 
 
+def probes_settings_class(specs: Mapping[str, ProbeSpec[Any, Any]]) -> type:
+    """A frozen dataclass with one field per probe: its config key is the probe's name, its type the
+    probe's settings class, its default those settings' defaults. So a new probe needs no line here."""
+    return dataclasses.make_dataclass(
+        "Probes",
+        [(name, spec.settings, field(default_factory=spec.settings)) for name, spec in specs.items()],
+        frozen=True,
+        namespace={"enabled": _enabled, "__doc__": "Every registered probe's settings, one field per probe."},
+    )
+
+
 if TYPE_CHECKING:
 
     class Probes:
@@ -61,14 +73,7 @@ if TYPE_CHECKING:
         def __getattr__(self, name: str) -> Any: ...
 
 else:
-    # Built from the registry in agent/probes, so that a new probe needs no line here: its config
-    # key is its name, its settings class the field's type.
-    Probes = dataclasses.make_dataclass(
-        "Probes",
-        [(name, spec.settings, field(default_factory=spec.settings)) for name, spec in PROBES.items()],
-        frozen=True,
-        namespace={"enabled": _enabled, "__doc__": "Every registered probe's settings, one field per probe."},
-    )
+    Probes = probes_settings_class(PROBES)
 
 
 @dataclass(frozen=True)
