@@ -397,6 +397,10 @@ def parse_reply(message: bytes, qid: int, name: str) -> tuple[int, str, tuple[st
 
 
 # -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _dns_`):
+#   hotspot_dns_success{...,resolver="system",name="dichvucong.gov.vn"} 1.0
+#   hotspot_dns_lookup_seconds{...,resolver="system",name="dichvucong.gov.vn"} 0.0154
+#   hotspot_dns_lookup_failures_total{...,resolver="system",name="vneid.gov.vn"} 0.0
 
 _LOOKUP = ("resolver", "name")
 SUCCESS = Family("hotspot_dns_success", "gauge", "1 when the last lookup returned addresses.", _LOOKUP)

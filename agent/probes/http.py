@@ -299,6 +299,10 @@ def _explain(exc: Exception, url: str, host: str) -> tuple[Reason, str]:
 
 
 # -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _http_`):
+#   hotspot_http_status_code{...,url="https://dichvucong.gov.vn/",kind="reachability"} 200.0
+#   hotspot_http_first_byte_seconds{...,url="https://dichvucong.gov.vn/",kind="reachability"} 0.412
+#   hotspot_http_captive_portal{...,url="http://p.example/generate_204",kind="portal_check"} 0.0
 
 _CHECK = ("url", "kind")
 SUCCESS = Family("hotspot_http_success", "gauge", "1 when the last request got the expected answer.", _CHECK)

@@ -511,6 +511,11 @@ def _checksum(data: bytes) -> int:
 
 
 # -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _ping_`):
+#   hotspot_ping_up{...,target="1.1.1.1",role="internet",method="icmp"} 1.0
+#   hotspot_ping_rtt_seconds{...,target="1.1.1.1",role="internet",method="icmp",stat="avg"} 0.0213
+#   hotspot_ping_tests_total{...,target="gateway",role="gateway"} 42.0
+#   hotspot_ping_test_rtt_seconds_bucket{...,target="1.1.1.1",role="internet",le="0.025"} 40.0
 
 _TARGET = ("target", "role", "method")
 UP = Family("hotspot_ping_up", "gauge", "1 when at least one packet of the last run came back.", _TARGET)

@@ -235,6 +235,10 @@ def run(settings: Settings, context: ProbeContext) -> list[Result[SystemStats]]:
 
 
 # -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; by hand: `curl -s HOST:9591/metrics | grep _system_`):
+#   hotspot_interface_receive_bytes_total{...,interface="eth0"} 1.234567e+09
+#   hotspot_system_cpu_usage_ratio{...} 0.25
+#   hotspot_system_disk_free_bytes{...,path="/"} 8.589934592e+09
 
 _IF = ("interface",)
 INTERFACE_UP = Family("hotspot_interface_up", "gauge", "1 when the link is up.", _IF)

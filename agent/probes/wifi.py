@@ -356,6 +356,10 @@ def run(settings: Settings, context: ProbeContext) -> list[Result[WifiLink]]:
 
 
 # -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _wifi_`):
+#   hotspot_wifi_info{...,interface="wlan0",ssid="Wifi-UBND",bssid="aa:bb:cc:dd:ee:ff",mode="managed"} 1.0
+#   hotspot_wifi_signal_dbm{...,interface="wlan0"} -61.0
+#   hotspot_wifi_transmit_bitrate_bytes_per_second{...,interface="wlan0"} 9.025e+06
 
 _IF = ("interface",)
 INFO = Family(
