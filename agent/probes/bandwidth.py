@@ -202,7 +202,7 @@ def _run(settings: Settings, context: ProbeContext, target: str) -> Result[Bandw
 # A sample (site labels shortened to "..."; by hand: `curl -s HOST:9591/metrics | grep _bandwidth_`):
 #   hotspot_bandwidth_goodput_bytes_per_second{...,direction="download",engine="http",server="s"} 1.1375e+07
 #   hotspot_bandwidth_tests_meeting_threshold_total{...,direction="download",engine="http"} 27.0
-#  hotspot_bandwidth_test_goodput_bytes_per_second_bucket{...,direction="download",engine="http",le="1e+07"} 3
+#   hotspot_bandwidth_test_goodput_bytes_per_second_bucket{...,direction="download",...,le="1e+07"} 3.0
 
 # Each test's goodput goes into a histogram, so that the collector judges it against whatever
 # threshold the province's rule sets, not the agent (docs/metrics.md). The boundaries are the usual
