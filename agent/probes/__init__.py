@@ -1,4 +1,5 @@
-"""Every probe the agent knows, by its config key. Adding a probe: one file, one line here."""
+"""Every probe the agent knows, by its config key. Adding a probe: one file, one line here
+(the checklist: docs/adding-a-probe.md). Config, scheduler and metrics read only this registry."""
 
 from typing import Any
 
