@@ -58,10 +58,14 @@ class Site:
     # The agent's own pass rule, in one place: the terminal verdict and the agent's counters both
     # ask here. The province's rule (collector/requirement.yaml) judges the histograms on its own.
 
+    def threshold_mbps(self, contracted_mbps: float) -> float:
+        """The goodput (Mbit/s) a bandwidth test must reach on a line contracted at `contracted_mbps`."""
+        return contracted_mbps * self.pass_ratio
+
     def threshold_bps(self, direction: Direction) -> float:
         """The goodput (bits/s) a bandwidth test must reach in `direction` to meet the requirement."""
         contracted = self.contracted_download_mbps if direction == "download" else self.contracted_upload_mbps
-        return contracted * 1e6 * self.pass_ratio
+        return self.threshold_mbps(contracted) * 1e6
 
     def meets(self, direction: Direction, bps: float) -> bool:
         """Whether a goodput (bits/s) meets the requirement: at or above the threshold."""

@@ -13,7 +13,7 @@ from agent.probes.ping import PingStats
 from agent.probes.system import SystemStats
 from agent.probes.wifi import WifiLink
 from agent.result import Result
-from agent.site import Direction, Site
+from agent.site import Site
 
 GOODPUT_LIMIT = 1448 / 1514  # the most TCP can carry over a 1500-byte-MTU Ethernet line
 
@@ -28,24 +28,23 @@ def _mbps(bps: float | None) -> str:
 
 def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     lines = []
-    directions: tuple[tuple[Direction, str, float | None, float], ...] = (
-        ("download", _("Download"), test.download_bps, site.contracted_download_mbps),
-        ("upload", _("Upload"), test.upload_bps, site.contracted_upload_mbps),
-    )
-    for direction, shown, bps, contracted in directions:
-        threshold = site.threshold_bps(direction) / 1e6
+    for direction, bps, contracted in (
+        (_("Download"), test.download_bps, site.contracted_download_mbps),
+        (_("Upload"), test.upload_bps, site.contracted_upload_mbps),
+    ):
+        threshold = site.threshold_mbps(contracted)
         if bps is None:
-            lines.append(_("{direction}: not measured.").format(direction=shown))
+            lines.append(_("{direction}: not measured.").format(direction=direction))
             continue
         mbps = bps / 1e6
         verdict = (
             _("MEETS the requirement (at least {threshold} Mbit/s, {ratio} of {contracted})")
-            if site.meets(direction, bps)
+            if mbps >= threshold
             else _("BELOW the requirement of {threshold} Mbit/s ({ratio} of {contracted})")
         ).format(threshold=f"{threshold:g}", ratio=f"{site.pass_ratio:.0%}", contracted=f"{contracted:g}")
         lines.append(
             _("{direction}: {mbps} Mbit/s — {verdict}.").format(
-                direction=shown, mbps=f"{mbps:.1f}", verdict=verdict
+                direction=direction, mbps=f"{mbps:.1f}", verdict=verdict
             )
             + " "
             + _("(A {contracted} Mbit/s line carries at most {limit} Mbit/s of data.)").format(
@@ -69,10 +68,6 @@ def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
         )
     )
     return lines
-
-
-def _goodputs(test: BandwidthTest) -> tuple[tuple[Direction, float | None], ...]:
-    return (("download", test.download_bps), ("upload", test.upload_bps))
 
 
 def _one(r: Result[Any], site: Site) -> list[str]:
@@ -134,8 +129,11 @@ def describe_results(probe: str, results: list[Result[Any]], site: Site) -> str:
     if probe == "bandwidth" and not failed and isinstance(run, BandwidthRun) and run.test is not None:
         below = [
             direction
-            for direction, bps in _goodputs(run.test)
-            if bps is not None and not site.meets(direction, bps)
+            for direction, bps, contracted in (
+                ("download", run.test.download_bps, site.contracted_download_mbps),
+                ("upload", run.test.upload_bps, site.contracted_upload_mbps),
+            )
+            if bps is not None and bps < contracted * 1e6 * site.pass_ratio
         ]
         verdict = (
             _("Verdict: this test MEETS the requirement.")
