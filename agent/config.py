@@ -5,12 +5,14 @@ Every problem is reported at once with its key path; unknown keys are errors.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from agent.probes import bandwidth, dns, http, ping, system, wifi
-from agent.probes.base import ProbeSettings
+from agent.probes import PROBES
+from agent.probes.base import ProbeSettings, ProbeSpec
 from agent.push.settings import PushSettings
 from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse, read_yaml_file
 from agent.site import Site
@@ -45,18 +47,33 @@ class Exposition:
         return errs
 
 
-@dataclass(frozen=True)
-class Probes:
-    ping: ping.Settings = field(default_factory=ping.Settings)
-    dns: dns.Settings = field(default_factory=dns.Settings)
-    http: http.Settings = field(default_factory=http.Settings)
-    wifi: wifi.Settings = field(default_factory=wifi.Settings)
-    system: system.Settings = field(default_factory=system.Settings)
-    bandwidth: bandwidth.Settings = field(default_factory=bandwidth.Settings)
+def _enabled(self: Any) -> dict[str, ProbeSettings]:
+    """The enabled probes' settings by probe name."""
+    return {name: s for name, s in vars(self).items() if s.enabled}
 
-    def enabled(self) -> dict[str, ProbeSettings]:
-        """The enabled probes' settings by probe name."""
-        return {name: s for name, s in vars(self).items() if s.enabled}
+
+def probes_settings_class(specs: Mapping[str, ProbeSpec[Any, Any]]) -> type:
+    """A frozen dataclass with one field per probe: its config key is the probe's name, its type the
+    probe's settings class, its default those settings' defaults. So a new probe needs no line here."""
+    return dataclasses.make_dataclass(
+        "Probes",
+        [(name, spec.settings, field(default_factory=spec.settings)) for name, spec in specs.items()],
+        frozen=True,
+        namespace={"enabled": _enabled, "__doc__": "Every registered probe's settings, one field per probe."},
+    )
+
+
+if TYPE_CHECKING:
+
+    class Probes:
+        """Every registered probe's settings, one field per probe (`probes.ping`, ...)."""
+
+        def enabled(self) -> dict[str, ProbeSettings]: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+
+else:
+    Probes = probes_settings_class(PROBES)
 
 
 @dataclass(frozen=True)

@@ -43,14 +43,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
+from agent.probes import dns, http, ping, wifi
+from agent.probes.dns import DnsLookup
+from agent.probes.http import HttpCheck
+from agent.probes.ping import PingStats
 from agent.result import Result
 
 Cause = Literal["healthy", "lan_fault", "uplink_fault", "dns_fault", "captive_portal", "unknown"]
 CAUSES: tuple[Cause, ...] = get_args(Cause)
 
 _NETWORK_DOWN = ("timeout", "unreachable")
+# The probes whose latest Results diagnose() reads: the store re-diagnoses after each of their runs.
+INPUTS = ("ping", "dns", "http", "wifi")
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,11 @@ class _Evidence:
         return bool(self.gateway or self.wifi_down or self.internet or self.dns or self.portal is not None)
 
 
-def _ping(result: Result) -> tuple[str, bool | None]:
-    role = getattr(result.data, "role", None) or ("gateway" if result.target == "gateway" else "internet")
-    received = getattr(result.data, "received", None)
-    if received is not None:
-        return role, received > 0
+def _ping(result: Result[PingStats]) -> tuple[str, bool | None]:
+    d = result.data
+    role = d.role if d is not None else ("gateway" if result.target == "gateway" else "internet")
+    if d is not None:
+        return role, d.received > 0
     if role == "gateway":
         # No packets went to a router (no default route was read, or one without a gateway address,
         # as on ppp): the router was not measured, which says nothing about the LAN.
@@ -87,41 +93,43 @@ def _ping(result: Result) -> tuple[str, bool | None]:
     return role, False if result.reason in _NETWORK_DOWN else None
 
 
-def _http(result: Result) -> bool | None:
+def _http(result: Result[HttpCheck]) -> bool | None:
     if result.ok or result.reason in ("http_status", "protocol", "captive_portal"):
         return True  # an HTTP answer of any kind: the path to that server works
     return False if result.reason in (*_NETWORK_DOWN, "refused") else None
 
 
-def _dns(result: Result) -> bool | None:
+def _dns(result: Result[DnsLookup]) -> bool | None:
     if result.ok:
         return True
     return False if result.reason in (*_NETWORK_DOWN, "refused", "dns", "protocol") else None
 
 
-def _collect(latest: Iterable[Result]) -> _Evidence:
+def _collect(latest: Iterable[Result[Any]]) -> _Evidence:
     ev = _Evidence(gateway=[], wifi_down=[], internet=[], dns=[], portal=None)
-    for r in latest:
-        if r.probe == "ping":
-            role, up = _ping(r)
-            if up is not None:
-                name = getattr(r.data, "address", "") or r.target
-                (ev.gateway if role == "gateway" else ev.internet).append((name, up))
-        elif r.probe == "dns":
-            if (up := _dns(r)) is not None:
-                name = getattr(r.data, "name", "") or r.target
-                ev.dns.append((name, up))
-        elif r.probe == "http":
-            kind = getattr(r.data, "kind", None) or (
-                "portal_check" if r.reason == "captive_portal" else "reachability"
-            )
-            captive = bool(getattr(r.data, "captive_portal", False)) or r.reason == "captive_portal"
-            if kind == "portal_check" and captive:
-                ev.portal = getattr(r.data, "location", "") or ""
-            elif (up := _http(r)) is not None:
-                ev.internet.append((getattr(r.data, "url", "") or r.target, up))
-        elif r.probe == "wifi" and r.reason == "unreachable" and getattr(r.data, "mode", "") == "managed":
-            ev.wifi_down.append(r.target)
+    latest = list(latest)
+    for p in ping.SPEC.of(latest):
+        role, up = _ping(p)
+        if up is not None:
+            name = (p.data.address if p.data else "") or p.target
+            (ev.gateway if role == "gateway" else ev.internet).append((name, up))
+    for d in dns.SPEC.of(latest):
+        if (up := _dns(d)) is not None:
+            ev.dns.append(((d.data.name if d.data else "") or d.target, up))
+    for h in http.SPEC.of(latest):
+        check = h.data
+        if check is not None:
+            kind, captive, url, location = check.kind, check.captive_portal, check.url, check.location
+        else:
+            kind = "portal_check" if h.reason == "captive_portal" else "reachability"
+            captive, url, location = False, "", ""
+        if kind == "portal_check" and (captive or h.reason == "captive_portal"):
+            ev.portal = location
+        elif (up := _http(h)) is not None:
+            ev.internet.append((url or h.target, up))
+    for w in wifi.SPEC.of(latest):
+        if w.reason == "unreachable" and w.data is not None and w.data.mode == "managed":
+            ev.wifi_down.append(w.target)
     return ev
 
 
@@ -133,7 +141,7 @@ def _names(items: list[tuple[str, bool]], up: bool) -> str:
     return ", ".join(name for name, ok in items if ok is up)
 
 
-def diagnose(latest: Iterable[Result]) -> Diagnosis:
+def diagnose(latest: Iterable[Result[Any]]) -> Diagnosis:
     """Name the likely cause from the latest Results (see the module docstring's table)."""
     ev = _collect(latest)
     if not ev.any_evidence():

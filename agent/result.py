@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 # Why a run failed, from a small fixed set so that failure counters have few, stable series.
 Reason = Literal[
@@ -21,13 +21,15 @@ Reason = Literal[
     "error",  # anything else: the detail says what
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
+D = TypeVar("D")  # a probe's own measurement type (PingStats, DnsLookup, ...)
 
 
 @dataclass(frozen=True)
-class Result:
+class Result(Generic[D]):
     """The outcome of measuring one target once.
 
-    `data` holds the probe's own typed measurements (a frozen dataclass). It may be present on a
+    `data` holds the probe's own typed measurements (a frozen dataclass of type D, declared by the
+    probe's ProbeSpec), or None. It may be present on a
     failure too when the failure itself is measured (e.g. ping with 100% loss); consumers must check
     `ok` before treating values as measurements.
     """
@@ -37,7 +39,7 @@ class Result:
     ok: bool
     reason: Reason | None = None
     detail: str = ""  # plain words for logs and the terminal
-    data: Any = None
+    data: D | None = None
     started_at: float = field(default_factory=time.time)
     duration_s: float = 0.0
 
@@ -52,7 +54,7 @@ class Result:
         return out
 
 
-def failure(probe: str, target: str, reason: Reason, detail: str, **kw: Any) -> Result:
+def failure(probe: str, target: str, reason: Reason, detail: str, **kw: Any) -> Result[Any]:
     """A failed Result; `detail` says in plain words what went wrong."""
     return Result(probe=probe, target=target, ok=False, reason=reason, detail=detail, **kw)
 

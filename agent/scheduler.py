@@ -61,7 +61,7 @@ class _SteadyScheduler(BackgroundScheduler):  # type: ignore[misc]  # APSchedule
 
 class ResultSink(Protocol):
     def record_run(
-        self, probe: str, results: list[Result], finished_at: float, duration_s: float
+        self, probe: str, results: list[Result[Any]], finished_at: float, duration_s: float
     ) -> None: ...
 
 
@@ -71,7 +71,7 @@ class _Running:
 
     context: ProbeContext
     done: threading.Event = field(default_factory=threading.Event)
-    results: list[Result] = field(default_factory=list)
+    results: list[Result[Any]] = field(default_factory=list)
 
 
 class ProbeScheduler:
@@ -79,7 +79,7 @@ class ProbeScheduler:
 
     def __init__(
         self,
-        specs: Mapping[str, ProbeSpec],
+        specs: Mapping[str, ProbeSpec[Any, Any]],
         sink: ResultSink,
         state_dir: Path,
         progress: Callable[[str, float], None] | None = None,
@@ -135,7 +135,7 @@ class ProbeScheduler:
         shift = timedelta(seconds=step if abs(step) > STEP_S else 0)
         return {job.id: job.next_run_time + shift for job in self._scheduler.get_jobs() if job.next_run_time}
 
-    def run_once(self, spec: ProbeSpec, settings: ProbeSettings) -> list[Result]:
+    def run_once(self, spec: ProbeSpec[Any, Any], settings: ProbeSettings) -> list[Result[Any]]:
         """Run one probe now with its hard timeout, record and return its results."""
         assert self._site is not None, "apply() first"
         started = time.monotonic()  # durations on the monotonic clock: a wall-clock step is no run time
@@ -178,7 +178,7 @@ class ProbeScheduler:
             results = running.results
         return self._record(spec.name, results, started)
 
-    def _work(self, spec: ProbeSpec, settings: ProbeSettings, running: _Running) -> None:
+    def _work(self, spec: ProbeSpec[Any, Any], settings: ProbeSettings, running: _Running) -> None:
         try:
             running.results = spec.run(settings, running.context)
         except Exception as exc:  # a probe bug must not kill the agent: report it as a failed run
@@ -189,7 +189,7 @@ class ProbeScheduler:
                 self._bandwidth_lock.release()  # only when the run really ended, abandoned or not
             running.done.set()
 
-    def _record(self, probe: str, results: list[Result], started: float) -> list[Result]:
+    def _record(self, probe: str, results: list[Result[Any]], started: float) -> list[Result[Any]]:
         """`started` is time.monotonic() at the start of the run."""
         for r in results:
             if not r.ok:

@@ -158,8 +158,11 @@ def load_yaml(text: str, source: str) -> Any:
     return data
 
 
-def check(fn: Check, **kw: Any) -> Any:
-    """A dataclass field with a domain check: `x: str = check(is_host, default="a")`."""
+def check(fn: Check | Each, **kw: Any) -> Any:
+    """A dataclass field with a domain check: `x: str = check(is_host, default="a")`.
+
+    The one place a field's own rule is declared; `validate()` is only for rules between fields.
+    """
     return dataclasses.field(metadata={"check": fn}, **kw)
 
 
@@ -233,14 +236,75 @@ def ratio(value: Any) -> str | None:
     return None
 
 
-def each(fn: Check) -> Check:
-    """Apply a check to every element of a list; the element index goes into the key path."""
+def between(low: float, high: float) -> Check:
+    """A number from `low` to `high`, both included."""
 
-    def run(values: Any) -> str | None:
-        raise AssertionError("each() is applied element-wise by the parser")
+    def run(value: Any) -> str | None:
+        if isinstance(value, int | float) and not low <= value <= high:
+            return f"must be between {low:g} and {high:g}"
+        return None
 
-    run.element_check = fn  # type: ignore[attr-defined]
     return run
+
+
+def at_least(low: float) -> Check:
+    """A number of at least `low`."""
+
+    def run(value: Any) -> str | None:
+        if isinstance(value, int | float) and value < low:
+            return f"must be at least {low:g}"
+        return None
+
+    return run
+
+
+def at_most(high: float) -> Check:
+    """A number of at most `high`."""
+
+    def run(value: Any) -> str | None:
+        if isinstance(value, int | float) and value > high:
+            return f"must be at most {high:g}"
+        return None
+
+    return run
+
+
+def all_of(*checks: Check) -> Check:
+    """Every check in turn; the first problem found."""
+
+    def run(value: Any) -> str | None:
+        return next((msg for fn in checks if (msg := fn(value)) is not None), None)
+
+    return run
+
+
+@dataclasses.dataclass(frozen=True)
+class Each:
+    """A check applied to every element of a list; the element's index goes into the key path."""
+
+    element: Check
+
+
+def each(fn: Check) -> Each:
+    """`x: tuple[str, ...] = check(each(is_host), default=())`."""
+    return Each(fn)
+
+
+def checks_pass(obj: Any, *names: str) -> bool:
+    """Whether the named fields of a dataclass pass their own declared checks.
+
+    For a `validate()` rule between fields, so that a value already reported wrong on its own field
+    is not reported a second time by the rule that combines it.
+    """
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for name in names:
+        fn = fields[name].metadata.get("check")
+        if isinstance(fn, Each):
+            if any(fn.element(v) is not None for v in getattr(obj, name)):
+                return False
+        elif fn is not None and fn(getattr(obj, name)) is not None:
+            return False
+    return True
 
 
 def _type_name(tp: Any) -> str:
@@ -268,7 +332,9 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _convert(tp: Any, value: Any, path: str, problems: list[str], check_fn: Check | None = None) -> Any:
+def _convert(
+    tp: Any, value: Any, path: str, problems: list[str], check_fn: Check | Each | None = None
+) -> Any:
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
         args = [a for a in get_args(tp) if a is not type(None)]
@@ -291,7 +357,7 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str], check_fn: Chec
         if not isinstance(value, list):
             problems.append(f"{path}: must be a list")
             return ()
-        inner = getattr(check_fn, "element_check", None)
+        inner = check_fn.element if isinstance(check_fn, Each) else None
         out = []
         for i, item in enumerate(value):
             out.append(_convert(elem, item, _join(path, i), problems, inner))
@@ -312,7 +378,7 @@ def _convert(tp: Any, value: Any, path: str, problems: list[str], check_fn: Chec
         problems.append(f"{path}: must be {_type_name(tp)} (got {type(value).__name__} {value!r})")
         return None
     value = float(value) if tp is float else value
-    if check_fn is not None and not hasattr(check_fn, "element_check"):
+    if check_fn is not None and not isinstance(check_fn, Each):
         err = check_fn(value)
         if err:
             problems.append(f"{path}: {err}")

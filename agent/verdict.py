@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from agent.bandwidth.engine import BandwidthTest
 from agent.i18n import _
 from agent.probes.bandwidth import BandwidthRun
@@ -35,7 +37,7 @@ def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
         (_("Download"), test.download_bps, test.download_lower_bound, site.contracted_download_mbps),
         (_("Upload"), test.upload_bps, test.upload_lower_bound, site.contracted_upload_mbps),
     ):
-        threshold = contracted * site.pass_ratio
+        threshold = site.threshold_mbps(contracted)
         if bps is None:
             lines.append(_("{direction}: not measured.").format(direction=direction))
             continue
@@ -86,7 +88,7 @@ def bandwidth_verdict(test: BandwidthTest, site: Site) -> list[str]:
     return lines
 
 
-def _one(r: Result, site: Site) -> list[str]:
+def _one(r: Result[Any], site: Site) -> list[str]:
     d = r.data
     prefix = "" if r.ok else _("PROBLEM: ")
     if isinstance(d, BandwidthRun):
@@ -136,7 +138,7 @@ def _one(r: Result, site: Site) -> list[str]:
     return [f"{prefix}{r.target or r.probe}: {r.detail or ('ok' if r.ok else r.reason)}"]
 
 
-def describe_results(probe: str, results: list[Result], site: Site) -> str:
+def describe_results(probe: str, results: list[Result[Any]], site: Site) -> str:
     if not results:
         return _("{probe}: no result.").format(probe=probe)
     lines = [line for r in results for line in _one(r, site)]
@@ -170,7 +172,7 @@ def describe_results(probe: str, results: list[Result], site: Site) -> str:
     return "\n".join([*lines, summary, *advice(probe, results, site)])
 
 
-def advice(probe: str, results: list[Result], site: Site) -> list[str]:
+def advice(probe: str, results: list[Result[Any]], site: Site) -> list[str]:
     """What the person at the site can do about the failures, in words they follow; [] when fine."""
     failed = [r for r in results if not r.ok and r.reason != "unsupported"]
     if not failed:

@@ -40,7 +40,8 @@ from typing import IO, Any
 
 import yaml
 
-from agent.metrics import GOODPUT_BOUNDS, GOODPUT_BOUNDS_MBPS, RTT_BOUNDS_S
+from agent.probes.bandwidth import GOODPUT_BOUNDS, GOODPUT_BOUNDS_MBPS
+from agent.probes.ping import RTT_BOUNDS_S
 from collector.inventory import Inventory, InventoryError, InventorySite, load
 
 __all__ = ["GOODPUT_BOUNDS_MBPS", "SiteTruth", "backfill", "month_of"]

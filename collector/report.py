@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.metrics import GOODPUT_BOUNDS, MBPS, RTT_BOUNDS_S
+from agent.probes.bandwidth import GOODPUT_BOUNDS
+from agent.probes.ping import RTT_BOUNDS_S
+from agent.site import MBPS
 from collector.requirement import DEFAULT_FILE, Requirement, RequirementError, load
 
 TZ = dt.timezone(dt.timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7, no daylight saving

@@ -29,7 +29,9 @@ from typing import Any
 
 import yaml
 
-from agent.metrics import GOODPUT_BOUNDS_MBPS, MBPS, RTT_BOUNDS_S
+from agent.probes.bandwidth import GOODPUT_BOUNDS_MBPS
+from agent.probes.ping import RTT_BOUNDS_S
+from agent.site import MBPS
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_FILE = ROOT / "requirement.yaml"

@@ -173,8 +173,9 @@ def test_settings_validation() -> None:
 
 def test_meets() -> None:
     """80% of the contracted speed meets; just under does not."""
-    assert bandwidth.meets(80e6, 100)
-    assert not bandwidth.meets(79.9e6, 100)
+    site = Site(id="x", commune="c", province="p", contracted_download_mbps=100)  # the one pass rule
+    assert site.meets("download", 80e6)
+    assert not site.meets("download", 79.9e6)
 
 
 def _root() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from agent.families import ProbeMetrics
 from agent.result import Result
-from agent.schema import non_negative, positive
+from agent.schema import check, checks_pass, non_negative, positive
 from agent.site import Site
 
 
@@ -19,18 +20,23 @@ class ProbeSettings:
     """Scheduling keys every probe has; each probe's Settings subclasses this and adds its own."""
 
     enabled: bool = True
-    interval_s: float = 60.0
-    jitter_s: float = 5.0  # each run starts up to this much later, at random, so sites do not align
-    timeout_s: float = 30.0  # a run still going after this is abandoned and counted as a timeout
+    interval_s: float = check(positive, default=60.0)
+    # each run starts up to this much later, at random, so sites do not align
+    jitter_s: float = check(non_negative, default=5.0)
+    # a run still going after this is abandoned and counted as a timeout
+    timeout_s: float = check(positive, default=30.0)
+
+    # Fields that time one part of a run (a request, a query, a sample): each must be shorter than
+    # the whole run's timeout_s, or the scheduler would abandon every run.
+    within_run: ClassVar[tuple[str, ...]] = ()
 
     def validate(self) -> list[str]:
-        errs = []
-        for key in ("interval_s", "timeout_s"):
-            if (msg := positive(getattr(self, key))) is not None:
-                errs.append(f"{key}: {msg}")
-        if (msg := non_negative(self.jitter_s)) is not None:
-            errs.append(f"jitter_s: {msg}")
-        return errs
+        """Rules between fields (each field's own range is checked on the field)."""
+        return [
+            f"{key}: must be less than timeout_s (the whole run's limit)"
+            for key in self.within_run
+            if checks_pass(self, key, "timeout_s") and getattr(self, key) >= self.timeout_s
+        ]
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,8 @@ class ProbeContext:
     progress: Callable[[str, float], None] | None = None
 
 
-Run = Callable[[Any, ProbeContext], list[Result]]
+S = TypeVar("S", bound=ProbeSettings)
+D = TypeVar("D")
 T = TypeVar("T")
 
 
@@ -85,10 +92,18 @@ def call_within(deadline: float, fn: Callable[[], T], late: Callable[[T], None] 
 
 
 @dataclass(frozen=True)
-class ProbeSpec:
-    """How the agent knows a probe: its config key, settings class and run function."""
+class ProbeSpec(Generic[S, D]):
+    """How the agent knows a probe: its config key, settings class, run function and metrics.
+
+    `run` returns Results whose data is the probe's own type D; `metrics` turns them into series.
+    """
 
     name: str
-    settings: type[ProbeSettings]
-    run: Run
+    settings: type[S]
+    run: Callable[[S, ProbeContext], list[Result[D]]]
     bandwidth_class: bool = False  # bandwidth-class probes never run at the same time as each other
+    metrics: ProbeMetrics[S, D] = field(default_factory=ProbeMetrics)
+
+    def of(self, results: Iterable[Result[Any]]) -> list[Result[D]]:
+        """This probe's Results among `results` (picked by probe name), typed with its data."""
+        return [cast("Result[D]", r) for r in results if r.probe == self.name]

@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.families import Family, ProbeMetrics, Samples, Tally, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Reason, Result, failure, reason_for
 from agent.schema import check, each, is_host, positive, split_host_port
+from agent.site import Site
 
 SYSTEM = "system"
 DNS_PORT = 53
@@ -75,23 +77,17 @@ def parse_resolver(value: str) -> tuple[str, int] | None:
 
 @dataclass(frozen=True)
 class Settings(ProbeSettings):
-    interval_s: float = 60.0
-    timeout_s: float = 30.0
+    interval_s: float = check(positive, default=60.0)
+    timeout_s: float = check(positive, default=30.0)
     # "system" is the first nameserver of /etc/resolv.conf; otherwise ADDRESS or ADDRESS:PORT
     resolvers: tuple[str, ...] = check(each(is_resolver), default=("system",))
     names: tuple[str, ...] = check(each(is_host), default=("dichvucong.gov.vn", "vneid.gov.vn"))
-    query_timeout_s: float = 2.0
+    query_timeout_s: float = check(positive, default=2.0)
     # Where "system" is read from. With systemd-resolved, /run/systemd/resolve/resolv.conf names
     # the upstream resolver rather than the local stub at 127.0.0.53.
     resolv_conf: str = "/etc/resolv.conf"
 
-    def validate(self) -> list[str]:
-        errs = super().validate()
-        if (msg := positive(self.query_timeout_s)) is not None:
-            errs.append(f"query_timeout_s: {msg}")
-        elif self.query_timeout_s >= self.timeout_s:
-            errs.append("query_timeout_s: must be less than timeout_s (the whole run's limit)")
-        return errs
+    within_run = ("query_timeout_s",)
 
 
 @dataclass(frozen=True)
@@ -113,7 +109,7 @@ class Cancelled(Exception):
     """The scheduler abandoned the run while a lookup was waiting."""
 
 
-def run(settings: Settings, context: ProbeContext) -> list[Result]:
+def run(settings: Settings, context: ProbeContext) -> list[Result[DnsLookup]]:
     jobs = [(resolver, name) for resolver in settings.resolvers for name in settings.names]
     if not jobs:
         return []
@@ -124,13 +120,13 @@ def run(settings: Settings, context: ProbeContext) -> list[Result]:
         return [f.result() for f in futures]
 
 
-def lookup(resolver: str, name: str, settings: Settings, cancelled: threading.Event) -> Result:
+def lookup(resolver: str, name: str, settings: Settings, cancelled: threading.Event) -> Result[DnsLookup]:
     """Ask one resolver for one name's A records; never raises for network trouble."""
     target = f"{resolver}/{name}"
     started_at = time.time()
     t0 = time.monotonic()
 
-    def fail(reason: Reason, detail: str, lookup: DnsLookup | None = None) -> Result:
+    def fail(reason: Reason, detail: str, lookup: DnsLookup | None = None) -> Result[DnsLookup]:
         return failure(
             "dns",
             target,
@@ -400,4 +396,46 @@ def parse_reply(message: bytes, qid: int, name: str) -> tuple[int, str, tuple[st
     return flags, rcode, tuple(found)
 
 
-SPEC = ProbeSpec("dns", Settings, run)
+# -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _dns_`):
+#   hotspot_dns_success{...,resolver="system",name="dichvucong.gov.vn"} 1.0
+#   hotspot_dns_lookup_seconds{...,resolver="system",name="dichvucong.gov.vn"} 0.0154
+#   hotspot_dns_lookup_failures_total{...,resolver="system",name="vneid.gov.vn"} 0.0
+
+_LOOKUP = ("resolver", "name")
+SUCCESS = Family("hotspot_dns_success", "gauge", "1 when the last lookup returned addresses.", _LOOKUP)
+LOOKUP_SECONDS = Family("hotspot_dns_lookup_seconds", "gauge", "Time to the DNS answer.", _LOOKUP)
+LOOKUPS = Family("hotspot_dns_lookups_total", "counter", "DNS lookups.", _LOOKUP)
+LOOKUP_FAILURES = Family(
+    "hotspot_dns_lookup_failures_total", "counter", "DNS lookups that returned no address.", _LOOKUP
+)
+
+
+def _start(settings: Settings, tally: Tally) -> None:
+    for resolver in settings.resolvers:
+        for name in settings.names:
+            tally.declare(LOOKUPS, resolver=resolver, name=name)
+            tally.declare(LOOKUP_FAILURES, resolver=resolver, name=name)
+
+
+def _count(r: Result[DnsLookup], site: Site, tally: Tally) -> None:
+    if (d := r.data) is None:
+        return
+    tally.add(LOOKUPS, 1, resolver=d.resolver, name=d.name)
+    tally.add(LOOKUP_FAILURES, 0 if r.ok else 1, resolver=d.resolver, name=d.name)
+
+
+def _show(r: Result[DnsLookup], out: Samples) -> None:
+    if (d := r.data) is None:
+        return
+    out.add(SUCCESS, 1 if r.ok else 0, resolver=d.resolver, name=d.name)
+    out.add(LOOKUP_SECONDS, d.lookup_s, resolver=d.resolver, name=d.name)
+
+
+METRICS = ProbeMetrics[Settings, DnsLookup](
+    families=(SUCCESS, LOOKUP_SECONDS, LOOKUPS, LOOKUP_FAILURES),
+    start=_start,
+    count=_count,
+    show=per_result(_show),
+)
+SPEC = ProbeSpec("dns", Settings, run, metrics=METRICS)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from agent import __version__
+from agent.families import Family, ProbeMetrics, Samples, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec, call_within
 from agent.result import Reason, Result, failure, reason_for
 from agent.schema import check, each, is_url, positive
@@ -49,22 +50,16 @@ def is_http_url_or_empty(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Settings(ProbeSettings):
-    interval_s: float = 60.0
-    timeout_s: float = 60.0
+    interval_s: float = check(positive, default=60.0)
+    timeout_s: float = check(positive, default=60.0)
     urls: tuple[str, ...] = check(each(is_http_url), default=("https://dichvucong.gov.vn/",))
     # Should answer 204 with no body; a redirect or a 200 page means a captive portal. "" disables.
     portal_check_url: str = check(
         is_http_url_or_empty, default="http://connectivitycheck.gstatic.com/generate_204"
     )
-    request_timeout_s: float = 10.0
+    request_timeout_s: float = check(positive, default=10.0)
 
-    def validate(self) -> list[str]:
-        errs = super().validate()
-        if (msg := positive(self.request_timeout_s)) is not None:
-            errs.append(f"request_timeout_s: {msg}")
-        elif self.request_timeout_s >= self.timeout_s:
-            errs.append("request_timeout_s: must be less than timeout_s (the whole run's limit)")
-        return errs
+    within_run = ("request_timeout_s",)
 
 
 @dataclass(frozen=True)
@@ -84,7 +79,7 @@ class ShortBody(Exception):
     """The connection closed before the body announced by Content-Length was complete."""
 
 
-def run(settings: Settings, context: ProbeContext) -> list[Result]:
+def run(settings: Settings, context: ProbeContext) -> list[Result[HttpCheck]]:
     checks: list[tuple[str, Kind]] = [(url, "reachability") for url in settings.urls]
     if settings.portal_check_url:
         checks.append((settings.portal_check_url, "portal_check"))
@@ -110,7 +105,7 @@ def _none(url: str, kind: Kind) -> HttpCheck:
     return HttpCheck(url, kind, None, None, None, 0, False, "")
 
 
-def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Result:
+def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Result[HttpCheck]:
     """GET `url` once and judge the answer for its kind; never raises for network trouble."""
     started_at = time.time()
     t0 = time.monotonic()
@@ -174,7 +169,7 @@ def check_url(url: str, kind: Kind, timeout_s: float, tls: ssl.SSLContext) -> Re
     finally:
         conn.close()
 
-    def done(ok: bool, reason: Reason | None, detail: str, captive: bool = False) -> Result:
+    def done(ok: bool, reason: Reason | None, detail: str, captive: bool = False) -> Result[HttpCheck]:
         return Result(
             probe="http",
             target=url,
@@ -303,4 +298,39 @@ def _explain(exc: Exception, url: str, host: str) -> tuple[Reason, str]:
     return "error", f"http: {url}: {type(exc).__name__}: {exc}"
 
 
-SPEC = ProbeSpec("http", Settings, run)
+# -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _http_`):
+#   hotspot_http_status_code{...,url="https://dichvucong.gov.vn/",kind="reachability"} 200.0
+#   hotspot_http_first_byte_seconds{...,url="https://dichvucong.gov.vn/",kind="reachability"} 0.412
+#   hotspot_http_captive_portal{...,url="http://p.example/generate_204",kind="portal_check"} 0.0
+
+_CHECK = ("url", "kind")
+SUCCESS = Family("hotspot_http_success", "gauge", "1 when the last request got the expected answer.", _CHECK)
+STATUS = Family("hotspot_http_status_code", "gauge", "HTTP status of the last answer.", _CHECK)
+FIRST_BYTE = Family(
+    "hotspot_http_first_byte_seconds", "gauge", "Time to the first byte of the answer.", _CHECK
+)
+DURATION = Family("hotspot_http_duration_seconds", "gauge", "Time to the whole answer.", _CHECK)
+CAPTIVE_PORTAL = Family(
+    "hotspot_http_captive_portal",
+    "gauge",
+    "1 when the portal check met a page or redirect instead of 204.",
+    _CHECK,
+)
+
+
+def _show(r: Result[HttpCheck], out: Samples) -> None:
+    if (d := r.data) is None:
+        return
+    out.add(SUCCESS, 1 if r.ok else 0, url=d.url, kind=d.kind)
+    out.add(STATUS, d.status, url=d.url, kind=d.kind)
+    out.add(FIRST_BYTE, d.first_byte_s, url=d.url, kind=d.kind)
+    out.add(DURATION, d.total_s, url=d.url, kind=d.kind)
+    if d.kind == "portal_check" and d.status is not None:
+        out.add(CAPTIVE_PORTAL, 1 if d.captive_portal else 0, url=d.url, kind=d.kind)
+
+
+METRICS = ProbeMetrics[Settings, HttpCheck](
+    families=(SUCCESS, STATUS, FIRST_BYTE, DURATION, CAPTIVE_PORTAL), show=per_result(_show)
+)
+SPEC = ProbeSpec("http", Settings, run, metrics=METRICS)

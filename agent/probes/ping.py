@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from agent.families import Family, ProbeMetrics, Samples, Tally, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec, call_within
 from agent.result import Result, failure, reason_for
-from agent.schema import check, each, is_host
+from agent.schema import at_least, between, check, checks_pass, each, is_host, positive
+from agent.site import Site
 
 ROUTE_TABLE = Path("/proc/net/route")
 ROUTE_TABLE_V6 = Path("/proc/net/ipv6_route")
@@ -39,30 +41,32 @@ Method = Literal["icmp", "tcp"]
 
 @dataclass(frozen=True)
 class Settings(ProbeSettings):
-    interval_s: float = 60.0
-    timeout_s: float = 30.0
+    interval_s: float = check(positive, default=60.0)
+    timeout_s: float = check(positive, default=30.0)
     targets: tuple[str, ...] = check(each(is_host), default=("1.1.1.1", "8.8.8.8"))
     gateway: bool = True  # also ping the default gateway, found from the routing table
-    count: int = 10  # packets per target per run
-    packet_interval_s: float = 0.2
-    packet_timeout_s: float = 1.0
+    count: int = check(between(1, _MAX_COUNT), default=10)  # packets per target per run
+    packet_interval_s: float = check(at_least(_MIN_PACKET_INTERVAL_S), default=0.2)
+    packet_timeout_s: float = check(positive, default=1.0)
     method: Literal["auto", "icmp", "tcp"] = "auto"  # auto: ICMP if allowed, else TCP connect
-    tcp_port: int = 443  # for the TCP method
+    tcp_port: int = check(between(1, 65535), default=443)  # for the TCP method
 
     def validate(self) -> list[str]:
-        errs = super().validate()
-        if not 1 <= self.count <= _MAX_COUNT:
-            errs.append(f"count: must be between 1 and {_MAX_COUNT}")
-        if self.packet_interval_s < _MIN_PACKET_INTERVAL_S:
-            errs.append(f"packet_interval_s: must be at least {_MIN_PACKET_INTERVAL_S}")
-        for key in ("packet_timeout_s",):
-            if getattr(self, key) <= 0:
-                errs.append(f"{key}: must be greater than 0")
-        if not 1 <= self.tcp_port <= 65535:
-            errs.append("tcp_port: must be between 1 and 65535")
-        # A run that cannot finish before the scheduler abandons it would never produce a result.
+        # A run that cannot finish before the scheduler abandons it would never produce a result
+        # (judged only on values that are each valid, so one mistake is not reported twice).
+        in_range = checks_pass(
+            self,
+            "interval_s",
+            "timeout_s",
+            "jitter_s",
+            "count",
+            "packet_interval_s",
+            "packet_timeout_s",
+            "tcp_port",
+        )
         run_s = (self.count - 1) * self.packet_interval_s + self.packet_timeout_s
-        if not errs and run_s >= self.timeout_s:
+        errs = []
+        if in_range and run_s >= self.timeout_s:
             errs.append(
                 f"count: {self.count} packets every {self.packet_interval_s} s plus a "
                 f"{self.packet_timeout_s} s wait take {run_s:g} s, not under timeout_s ({self.timeout_s:g} s)"
@@ -178,10 +182,10 @@ def summarize(address: str, role: Role, method: Method, sent: int, rtts: list[fl
     )
 
 
-def run(settings: Settings, context: ProbeContext) -> list[Result]:
+def run(settings: Settings, context: ProbeContext) -> list[Result[PingStats]]:
     """One Result per target (the gateway first), all targets pinged at the same time."""
     jobs: list[tuple[str, Role, str]] = []  # (target name, role, host or address)
-    early: list[Result] = []
+    early: list[Result[PingStats]] = []
     if settings.gateway:
         try:
             routes = default_routes()
@@ -209,10 +213,12 @@ def run(settings: Settings, context: ProbeContext) -> list[Result]:
         return early + [f.result() for f in futures]
 
 
-def _ping_target(settings: Settings, context: ProbeContext, target: str, role: Role, host: str) -> Result:
+def _ping_target(
+    settings: Settings, context: ProbeContext, target: str, role: Role, host: str
+) -> Result[PingStats]:
     started_at, t0 = time.time(), time.perf_counter()
 
-    def done(result: Result) -> Result:
+    def done(result: Result[PingStats]) -> Result[PingStats]:
         return dataclasses.replace(result, started_at=started_at, duration_s=time.perf_counter() - t0)
 
     # The lookup gets what the exchange leaves of the run's time: no socket timeout bounds it.
@@ -504,4 +510,77 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-SPEC = ProbeSpec("ping", Settings, run)
+# -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _ping_`):
+#   hotspot_ping_up{...,target="1.1.1.1",role="internet",method="icmp"} 1.0
+#   hotspot_ping_rtt_seconds{...,target="1.1.1.1",role="internet",method="icmp",stat="avg"} 0.0213
+#   hotspot_ping_tests_total{...,target="gateway",role="gateway"} 42.0
+#   hotspot_ping_test_rtt_seconds_bucket{...,target="1.1.1.1",role="internet",le="0.025"} 40.0
+
+_TARGET = ("target", "role", "method")
+UP = Family("hotspot_ping_up", "gauge", "1 when at least one packet of the last run came back.", _TARGET)
+RTT = Family("hotspot_ping_rtt_seconds", "gauge", "Round-trip time in the last run.", (*_TARGET, "stat"))
+JITTER = Family(
+    "hotspot_ping_jitter_seconds", "gauge", "Mean difference of consecutive round-trip times.", _TARGET
+)
+LOSS = Family("hotspot_ping_loss_ratio", "gauge", "Share of the last run's packets that were lost.", _TARGET)
+_COUNTED = ("target", "role")
+SENT = Family("hotspot_ping_packets_sent_total", "counter", "Ping packets sent.", _COUNTED)
+RECEIVED = Family("hotspot_ping_packets_received_total", "counter", "Ping replies received.", _COUNTED)
+TESTS = Family("hotspot_ping_tests_total", "counter", "Latency tests (runs per target).", _COUNTED)
+WITHIN = Family(
+    "hotspot_ping_tests_within_limit_total",
+    "counter",
+    "Latency tests whose average RTT was within the latency limit.",
+    _COUNTED,
+)
+# Each answered test's mean RTT goes into a histogram, so that the collector judges it against
+# whatever limit the province's rule sets (docs/metrics.md); changing a bound changes the contract.
+RTT_BOUNDS_S = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
+TEST_RTT = Family(
+    "hotspot_ping_test_rtt_seconds",
+    "histogram",
+    "Each answered latency test's mean RTT (unanswered: not observed).",
+    _COUNTED,
+    RTT_BOUNDS_S,
+)
+
+
+def _start(settings: Settings, tally: Tally) -> None:
+    targets = [(t, "internet") for t in settings.targets] + (
+        [("gateway", "gateway")] if settings.gateway else []
+    )
+    for target, role in targets:
+        for family in (SENT, RECEIVED, TESTS, WITHIN, TEST_RTT):
+            tally.declare(family, target=target, role=role)
+
+
+def _count(r: Result[PingStats], site: Site, tally: Tally) -> None:
+    if (d := r.data) is None:
+        return
+    tally.add(SENT, d.sent, target=r.target, role=d.role)
+    tally.add(RECEIVED, d.received, target=r.target, role=d.role)
+    tally.add(TESTS, 1, target=r.target, role=d.role)
+    tally.add(WITHIN, 1 if site.latency_within_limit(d.rtt_avg_s) else 0, target=r.target, role=d.role)
+    if d.rtt_avg_s is not None:
+        tally.observe(TEST_RTT, d.rtt_avg_s, target=r.target, role=d.role)
+
+
+def _show(r: Result[PingStats], out: Samples) -> None:
+    if (d := r.data) is None:
+        return
+    labels = {"target": r.target, "role": d.role, "method": d.method}
+    out.add(UP, 1 if d.received else 0, **labels)
+    for stat, value in (("min", d.rtt_min_s), ("avg", d.rtt_avg_s), ("max", d.rtt_max_s)):
+        out.add(RTT, value, stat=stat, **labels)
+    out.add(JITTER, d.jitter_s, **labels)
+    out.add(LOSS, d.loss_ratio, **labels)
+
+
+METRICS = ProbeMetrics[Settings, PingStats](
+    families=(UP, RTT, JITTER, LOSS, SENT, RECEIVED, TESTS, WITHIN, TEST_RTT),
+    start=_start,
+    count=_count,
+    show=per_result(_show),
+)
+SPEC = ProbeSpec("ping", Settings, run, metrics=METRICS)

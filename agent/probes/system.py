@@ -9,9 +9,10 @@ from dataclasses import dataclass
 
 import psutil
 
+from agent.families import Family, ProbeMetrics, Samples, per_result
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Result, failure
-from agent.schema import positive
+from agent.schema import check, non_negative, positive
 
 PROBE = "system"
 IFF_UP = 0x1
@@ -19,22 +20,16 @@ IFF_UP = 0x1
 
 @dataclass(frozen=True)
 class Settings(ProbeSettings):
-    interval_s: float = 15.0
-    jitter_s: float = 1.0
-    timeout_s: float = 10.0
+    interval_s: float = check(positive, default=15.0)
+    jitter_s: float = check(non_negative, default=1.0)
+    timeout_s: float = check(positive, default=10.0)
     disk_paths: tuple[str, ...] = ("/",)
     # Interfaces whose names start with these are left out (loopback, containers).
     ignore_interfaces: tuple[str, ...] = ("lo", "docker", "veth", "br-")
     # CPU use is measured over this window inside each run, so it never depends on a previous call.
-    cpu_sample_s: float = 0.5
+    cpu_sample_s: float = check(positive, default=0.5)
 
-    def validate(self) -> list[str]:
-        errs = super().validate()
-        if (msg := positive(self.cpu_sample_s)) is not None:
-            errs.append(f"cpu_sample_s: {msg}")
-        elif self.cpu_sample_s >= self.timeout_s:
-            errs.append("cpu_sample_s: must be shorter than timeout_s")
-        return errs
+    within_run = ("cpu_sample_s",)
 
 
 @dataclass(frozen=True)
@@ -210,7 +205,7 @@ def describe(stats: SystemStats, missing: list[str]) -> str:
     return text
 
 
-def run(settings: Settings, context: ProbeContext) -> list[Result]:
+def run(settings: Settings, context: ProbeContext) -> list[Result[SystemStats]]:
     started = time.time()
     start = time.monotonic()
     try:
@@ -239,4 +234,79 @@ def run(settings: Settings, context: ProbeContext) -> list[Result]:
     ]
 
 
-SPEC = ProbeSpec("system", Settings, run)
+# -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; by hand: `curl -s HOST:9591/metrics | grep _system_`):
+#   hotspot_interface_receive_bytes_total{...,interface="eth0"} 1.234567e+09
+#   hotspot_system_cpu_usage_ratio{...} 0.25
+#   hotspot_system_disk_free_bytes{...,path="/"} 8.589934592e+09
+
+_IF = ("interface",)
+INTERFACE_UP = Family("hotspot_interface_up", "gauge", "1 when the link is up.", _IF)
+INTERFACE_SPEED = Family("hotspot_interface_speed_bytes_per_second", "gauge", "Link speed.", _IF)
+# The kernel's own counters, shown as read: (family, InterfaceStats attribute).
+INTERFACE_COUNTERS = tuple(
+    (Family(f"hotspot_interface_{name}_total", "counter", doc, _IF), attr)
+    for name, attr, doc in (
+        ("receive_bytes", "rx_bytes", "Bytes received."),
+        ("transmit_bytes", "tx_bytes", "Bytes sent."),
+        ("receive_packets", "rx_packets", "Packets received."),
+        ("transmit_packets", "tx_packets", "Packets sent."),
+        ("receive_errors", "rx_errors", "Receive errors."),
+        ("transmit_errors", "tx_errors", "Transmit errors."),
+        ("receive_drops", "rx_drops", "Received packets dropped."),
+        ("transmit_drops", "tx_drops", "Outgoing packets dropped."),
+    )
+)
+CPU = Family("hotspot_system_cpu_usage_ratio", "gauge", "CPU busy share over the last sample, all cores.")
+LOAD1 = Family("hotspot_system_load1", "gauge", "1-minute load average.")
+MEMORY_TOTAL = Family("hotspot_system_memory_total_bytes", "gauge", "Memory in all.")
+MEMORY_AVAILABLE = Family("hotspot_system_memory_available_bytes", "gauge", "Memory available.")
+DISK_TOTAL = Family("hotspot_system_disk_total_bytes", "gauge", "Disk size.", ("path",))
+DISK_FREE = Family("hotspot_system_disk_free_bytes", "gauge", "Disk space free.", ("path",))
+TEMPERATURE = Family("hotspot_system_temperature_celsius", "gauge", "Temperature.", ("sensor",))
+BOOT_TIME = Family("hotspot_system_boot_time_seconds", "gauge", "When the device booted (Unix time).")
+AGENT_RSS = Family("hotspot_agent_resident_memory_bytes", "gauge", "The agent's resident memory.")
+AGENT_CPU = Family("hotspot_agent_cpu_seconds_total", "counter", "The agent's CPU time.")
+
+
+def _show(r: Result[SystemStats], out: Samples) -> None:
+    if (d := r.data) is None:
+        return
+    for i in d.interfaces:
+        out.add(INTERFACE_UP, 1 if i.up else 0, interface=i.interface)
+        out.add(INTERFACE_SPEED, None if i.speed_bps is None else i.speed_bps / 8, interface=i.interface)
+        for family, attr in INTERFACE_COUNTERS:
+            out.add(family, getattr(i, attr), interface=i.interface)
+    out.add(CPU, d.cpu_ratio)
+    out.add(LOAD1, d.load1)
+    out.add(MEMORY_TOTAL, d.memory_total_bytes)
+    out.add(MEMORY_AVAILABLE, d.memory_available_bytes)
+    for path, total, free in d.disks:
+        out.add(DISK_TOTAL, total, path=path)
+        out.add(DISK_FREE, free, path=path)
+    for sensor, celsius in d.temperatures_c:
+        out.add(TEMPERATURE, celsius, sensor=sensor)
+    out.add(BOOT_TIME, d.boot_time_s)
+    out.add(AGENT_RSS, d.agent_rss_bytes)
+    out.add(AGENT_CPU, d.agent_cpu_s)
+
+
+METRICS = ProbeMetrics[Settings, SystemStats](
+    families=(
+        INTERFACE_UP,
+        INTERFACE_SPEED,
+        *(family for family, _ in INTERFACE_COUNTERS),
+        CPU,
+        LOAD1,
+        MEMORY_TOTAL,
+        MEMORY_AVAILABLE,
+        DISK_TOTAL,
+        DISK_FREE,
+        TEMPERATURE,
+        BOOT_TIME,
+        AGENT_RSS,
+        AGENT_CPU,
+    ),
+    show=per_result(_show),
+)
+SPEC = ProbeSpec("system", Settings, run, metrics=METRICS)

@@ -16,9 +16,11 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from agent.families import Family, ProbeMetrics, Samples, per_result
 from agent.probes import ping
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Reason, Result, failure
+from agent.schema import check, positive
 
 PROBE = "wifi"
 # The interface types the probe can read; iw names others "monitor", "mesh point", "P2P-device", ...
@@ -28,9 +30,8 @@ ROUTE_TABLES = (ping.ROUTE_TABLE, ping.ROUTE_TABLE_V6)  # where the default rout
 
 @dataclass(frozen=True)
 class Settings(ProbeSettings):
-    enabled: bool = True
-    interval_s: float = 60.0
-    timeout_s: float = 15.0
+    interval_s: float = check(positive, default=60.0)
+    timeout_s: float = check(positive, default=15.0)
     interface: str = ""  # "": the radio carrying the default route, else one in use, else the first
     iw_path: str = "iw"
 
@@ -315,7 +316,7 @@ def describe(link: WifiLink) -> str:
     return ", ".join(parts)
 
 
-def run(settings: Settings, context: ProbeContext) -> list[Result]:
+def run(settings: Settings, context: ProbeContext) -> list[Result[WifiLink]]:
     started = time.time()
     start = time.monotonic()
     target = settings.interface
@@ -354,4 +355,41 @@ def run(settings: Settings, context: ProbeContext) -> list[Result]:
     ]
 
 
-SPEC = ProbeSpec("wifi", Settings, run)
+# -- metrics (names and meanings: docs/metrics.md) ------------------------------------------------
+# A sample (site labels shortened to "..."; check by hand with `curl -s HOST:9591/metrics | grep _wifi_`):
+#   hotspot_wifi_info{...,interface="wlan0",ssid="Wifi-UBND",bssid="aa:bb:cc:dd:ee:ff",mode="managed"} 1.0
+#   hotspot_wifi_signal_dbm{...,interface="wlan0"} -61.0
+#   hotspot_wifi_transmit_bitrate_bytes_per_second{...,interface="wlan0"} 9.025e+06
+
+_IF = ("interface",)
+INFO = Family(
+    "hotspot_wifi_info", "gauge", "The wifi link; value always 1.", ("interface", "ssid", "bssid", "mode")
+)
+CONNECTED = Family("hotspot_wifi_connected", "gauge", "1 when associated (or an access point).", _IF)
+SIGNAL = Family("hotspot_wifi_signal_dbm", "gauge", "Received signal strength.", _IF)
+TX_BITRATE = Family("hotspot_wifi_transmit_bitrate_bytes_per_second", "gauge", "Transmit bitrate.", _IF)
+RX_BITRATE = Family("hotspot_wifi_receive_bitrate_bytes_per_second", "gauge", "Receive bitrate.", _IF)
+FREQUENCY = Family("hotspot_wifi_frequency_hertz", "gauge", "Channel frequency.", _IF)
+STATIONS = Family("hotspot_wifi_stations", "gauge", "Associated stations on the access point.", _IF)
+
+
+def _bytes(bps: float | None) -> float | None:
+    return None if bps is None else bps / 8
+
+
+def _show(r: Result[WifiLink], out: Samples) -> None:
+    if (d := r.data) is None:
+        return
+    out.add(INFO, 1, interface=d.interface, ssid=d.ssid, bssid=d.bssid, mode=d.mode)
+    out.add(CONNECTED, 1 if d.connected else 0, interface=d.interface)
+    out.add(SIGNAL, d.signal_dbm, interface=d.interface)
+    out.add(TX_BITRATE, _bytes(d.tx_bitrate_bps), interface=d.interface)
+    out.add(RX_BITRATE, _bytes(d.rx_bitrate_bps), interface=d.interface)
+    out.add(FREQUENCY, d.frequency_hz, interface=d.interface)
+    out.add(STATIONS, d.stations, interface=d.interface)
+
+
+METRICS = ProbeMetrics[Settings, WifiLink](
+    families=(INFO, CONNECTED, SIGNAL, TX_BITRATE, RX_BITRATE, FREQUENCY, STATIONS), show=per_result(_show)
+)
+SPEC = ProbeSpec("wifi", Settings, run, metrics=METRICS)
