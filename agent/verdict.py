@@ -13,7 +13,7 @@ from agent.probes.ping import PingStats
 from agent.probes.system import SystemStats
 from agent.probes.wifi import WifiLink
 from agent.result import Result
-from agent.site import Site
+from agent.site import Direction, Site
 
 GOODPUT_LIMIT = 1448 / 1514  # the most TCP can carry over a 1500-byte-MTU Ethernet line
 
@@ -147,11 +147,12 @@ def describe_results(probe: str, results: list[Result[Any]], site: Site) -> str:
     if probe == "bandwidth" and not failed and isinstance(run, BandwidthRun) and run.test is not None:
         below: list[str] = []
         unsure: list[str] = []
-        for direction, bps, lower_bound, contracted in (
-            ("download", run.test.download_bps, run.test.download_lower_bound, site.contracted_download_mbps),
-            ("upload", run.test.upload_bps, run.test.upload_lower_bound, site.contracted_upload_mbps),
-        ):
-            if bps is not None and bps < contracted * 1e6 * site.pass_ratio:
+        directions: tuple[tuple[Direction, float | None, bool], ...] = (
+            ("download", run.test.download_bps, run.test.download_lower_bound),
+            ("upload", run.test.upload_bps, run.test.upload_lower_bound),
+        )
+        for direction, bps, lower_bound in directions:
+            if bps is not None and not site.meets(direction, bps):
                 # A lower bound under the threshold says nothing about the line: the rate had not settled.
                 (unsure if lower_bound else below).append(direction)
         if below:
