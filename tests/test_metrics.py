@@ -225,6 +225,38 @@ def test_threshold_counting_follows_site_rule() -> None:
     assert value(m, "hotspot_site_threshold_bytes_per_second", direction="download") == 80e6 / 8
 
 
+def test_lower_bound_figures_count_only_when_they_decide() -> None:
+    """'At least X' meets when X meets; under the threshold it is inconclusive, counted apart, never
+    as a failed test; the histogram takes it as X; the gauge says which figure is a lower bound."""
+    m = AgentMetrics(SITE)  # 100/100 Mbps, pass ratio 0.8
+    test = BandwidthTest(
+        "http",
+        "s",
+        850e6,
+        60e6,
+        1,
+        1,
+        None,
+        None,
+        4,
+        4,
+        1.0,
+        download_lower_bound=True,
+        upload_lower_bound=True,
+    )
+    m.record_run("bandwidth", [Result("bandwidth", "", True, data=bw("measured", test))], 1, 1)
+    down, up = {"direction": "download", "engine": "http"}, {"direction": "upload", "engine": "http"}
+    assert value(m, "hotspot_bandwidth_tests_total", **down) == 1
+    assert value(m, "hotspot_bandwidth_tests_meeting_threshold_total", **down) == 1
+    assert not value(m, "hotspot_bandwidth_tests_total", **up)  # no series yet, or 0
+    assert not value(m, "hotspot_bandwidth_tests_meeting_threshold_total", **up)
+    assert value(m, "hotspot_bandwidth_tests_inconclusive_total", **up) == 1
+    assert not value(m, "hotspot_bandwidth_tests_inconclusive_total", **down)
+    assert value(m, "hotspot_bandwidth_test_goodput_bytes_per_second_count", **up) == 1
+    bwl = {"engine": "http", "server": "s"}
+    assert value(m, "hotspot_bandwidth_goodput_lower_bound", direction="upload", **bwl) == 1
+
+
 def test_latency_tests_counted_against_site_limit() -> None:
     """A latency test is within the limit when its average RTT is at or under the site's limit."""
     m = AgentMetrics(SITE)  # 100 ms

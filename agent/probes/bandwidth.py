@@ -264,6 +264,20 @@ MEETING = Family(
     _COUNTED,
 )
 MOVED = Family("hotspot_bandwidth_test_bytes_total", "counter", "Bytes moved by bandwidth tests.", _COUNTED)
+# A test its byte or time limit stopped before the rate settled reads "at least X" (a fast line).
+LOWER_BOUND = Family(
+    "hotspot_bandwidth_goodput_lower_bound",
+    "gauge",
+    "1 when the last test's goodput is a lower bound (a limit stopped it before the rate settled).",
+    ("direction", *_SERVER),
+)
+INCONCLUSIVE = Family(
+    "hotspot_bandwidth_tests_inconclusive_total",
+    "counter",
+    "Bandwidth tests whose lower-bound figure stayed under the threshold: counted in neither tests_total "
+    "nor tests_meeting_threshold_total.",
+    _COUNTED,
+)
 DEFERRED = Family(
     "hotspot_bandwidth_tests_deferred_total",
     "counter",
@@ -282,11 +296,17 @@ TEST_GOODPUT = Family(
 DIRECTIONS = ("download", "upload")
 
 
-def _directions(test: BandwidthTest) -> tuple[tuple[Direction, float | None, int, int], ...]:
-    """(direction, bits/s or None, bytes moved, streams) for each direction."""
+def _directions(test: BandwidthTest) -> tuple[tuple[Direction, float | None, int, int, bool], ...]:
+    """(direction, bits/s or None, bytes moved, streams, figure is a lower bound) for each direction."""
     return (
-        ("download", test.download_bps, test.download_bytes, test.download_streams),
-        ("upload", test.upload_bps, test.upload_bytes, test.upload_streams),
+        (
+            "download",
+            test.download_bps,
+            test.download_bytes,
+            test.download_streams,
+            test.download_lower_bound,
+        ),
+        ("upload", test.upload_bps, test.upload_bytes, test.upload_streams, test.upload_lower_bound),
     )
 
 
@@ -294,7 +314,7 @@ def _start(settings: Settings, tally: Tally) -> None:
     tally.declare(DEFERRED)
     tally.declare(SKIPPED, reason="budget")
     for direction in DIRECTIONS:
-        for family in (TESTS, MEETING, MOVED, TEST_GOODPUT):
+        for family in (TESTS, MEETING, MOVED, INCONCLUSIVE, TEST_GOODPUT):
             tally.declare(family, direction=direction, engine=settings.engine)
 
 
@@ -307,13 +327,18 @@ def _count(r: Result[BandwidthRun], site: Site, tally: Tally) -> None:
         tally.add(SKIPPED, 1, reason="budget")
     if run.test is None:
         return
-    for direction, bps, moved, _streams in _directions(run.test):
+    for direction, bps, moved, _streams, lower_bound in _directions(run.test):
         labels = {"direction": direction, "engine": run.test.engine}
         tally.add(MOVED, moved, **labels)
-        if bps is not None:
-            tally.add(TESTS, 1, **labels)
-            tally.add(MEETING, 1 if site.meets(direction, bps) else 0, **labels)
-            tally.observe(TEST_GOODPUT, bps / 8, **labels)
+        if bps is None:
+            continue
+        # The histogram takes "at least X" as X: the collector's verdict can only err towards "below".
+        tally.observe(TEST_GOODPUT, bps / 8, **labels)
+        if lower_bound and not site.meets(direction, bps):
+            tally.add(INCONCLUSIVE, 1, **labels)  # says nothing about the contract either way
+            continue
+        tally.add(TESTS, 1, **labels)
+        tally.add(MEETING, 1 if site.meets(direction, bps) else 0, **labels)
 
 
 def _tested(results: Sequence[Result[BandwidthRun]]) -> list[Result[BandwidthRun]]:
@@ -338,10 +363,11 @@ def _show(results: Sequence[Result[BandwidthRun]], out: Samples) -> None:
     if not tested or (run := tested[-1].data) is None or (test := run.test) is None:
         return
     server = {"engine": test.engine, "server": test.server}
-    for direction, bps, _moved, streams in _directions(test):
+    for direction, bps, _moved, streams, lower_bound in _directions(test):
         out.add(GOODPUT, None if bps is None else bps / 8, direction=direction, **server)
         if bps is not None:
             out.add(STREAMS, streams, direction=direction, **server)
+            out.add(LOWER_BOUND, 1 if lower_bound else 0, direction=direction, **server)
     out.add(LATENCY, test.latency_idle_s, state="idle", **server)
     out.add(LATENCY, test.latency_loaded_s, state="loaded", **server)
     out.add(DURATION, test.duration_s, **server)
@@ -358,6 +384,8 @@ METRICS = ProbeMetrics[Settings, BandwidthRun](
         TESTS,
         MEETING,
         MOVED,
+        LOWER_BOUND,
+        INCONCLUSIVE,
         DEFERRED,
         SKIPPED,
         TEST_GOODPUT,
