@@ -8,8 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.legacy_text import cp1258
+from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+from tests.support.legacy_text import cp1258
 
 
 def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:

@@ -460,7 +460,7 @@ def test_shaped_link_reads_within_5_percent_of_the_goodput_limit() -> None:
     import subprocess
     import sys
 
-    from tests.netlab import Lab, unavailable_reason
+    from tests.support.netlab import Lab, unavailable_reason
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)

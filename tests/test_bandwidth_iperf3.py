@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -13,14 +12,9 @@ import pytest
 
 from agent.bandwidth.engine import EngineError, Limits
 from agent.bandwidth.iperf3_engine import measure, parse_report, parse_server
+from tests.support.ports import free_port
 
 needs_iperf3 = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, netns: list[str] | None = None) -> None:
@@ -35,7 +29,7 @@ def _wait_listening(port: int, netns: list[str] | None = None) -> None:
 
 @pytest.fixture
 def iperf3_server() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -87,7 +81,7 @@ def test_busy_server_is_refused_with_iperf3s_words(iperf3_server: int) -> None:
 def test_nothing_listening_is_refused() -> None:
     """A port with no iperf3 server gives reason "refused" and iperf3's own message."""
     with pytest.raises(EngineError) as err:
-        measure(f"127.0.0.1:{_free_port()}", Limits(max_duration_s=1), threading.Event())
+        measure(f"127.0.0.1:{free_port()}", Limits(max_duration_s=1), threading.Event())
     assert err.value.reason == "refused"
     assert "Connection refused" in err.value.detail
 
@@ -149,7 +143,7 @@ def test_report_error_field_and_garbage() -> None:
 @pytest.mark.netns
 def test_lab_link_reads_the_goodput_limit() -> None:
     """Across a 50 Mbit/s lab link both directions read within 3% of the goodput limit."""
-    from tests.netlab import Lab, unavailable_reason
+    from tests.support.netlab import Lab, unavailable_reason
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)

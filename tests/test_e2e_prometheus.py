@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import LOOPBACK_PROBES, site_yaml, start_agent
-from tests.promserver import Prometheus
+from tests.support.agentproc import LOOPBACK_PROBES, site_yaml, start_agent
+from tests.support.prometheus import Prometheus
 
 pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed")
 

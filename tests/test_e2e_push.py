@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import LOOPBACK_PROBES, site_yaml, start_agent
-from tests.promserver import Prometheus
-from tests.test_push_support import Receiver
+from tests.support.agentproc import LOOPBACK_PROBES, site_yaml, start_agent
+from tests.support.prometheus import Prometheus
+from tests.support.receivers import Receiver
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("prometheus") and shutil.which("victoria-metrics")),

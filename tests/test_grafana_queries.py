@@ -2,7 +2,7 @@
 
 The fleet, all on loopback:
 - two scraped real agents (`python -m agent.cli run`) that ping loopback, resolve against a local
-  DNS server (tests/dnsserver.py), check a local web server and run bandwidth tests against the
+  DNS server (tests/support/dnsserver.py), check a local web server and run bandwidth tests against the
   collector's own speedtest-server (one each, paced to 40 Mbit/s);
 - one real agent that only pushes (remote write into Prometheus, like a site behind NAT);
 - one inventory site whose agent is not running (down);
@@ -23,7 +23,6 @@ import os
 import re
 import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -44,8 +43,7 @@ import yaml
 from agent.metrics import GOODPUT_BOUNDS, RTT_BOUNDS_S, _go_float
 from collector import inventory
 from collector import targets as collector_targets
-from tests.dnsserver import DnsServer, Zone
-from tests.test_grafana_dashboards import (
+from tests.support.dashboards import (
     AGENT_METRIC,
     DASHBOARDS,
     ROOT,
@@ -55,6 +53,8 @@ from tests.test_grafana_dashboards import (
     substitute,
     targets,
 )
+from tests.support.dnsserver import DnsServer, Zone
+from tests.support.ports import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -99,13 +99,6 @@ EMPTY_IN_HEALTHY_FLEET: dict[str, str] = {
     "Alerts firing": "nothing may be firing yet when the fleet is judged",
     "Sites in maintenance": "no site of the test inventory is in maintenance",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def get_json(url: str, timeout: float = 10) -> Any:

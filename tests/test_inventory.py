@@ -10,7 +10,7 @@ import pytest
 
 from collector import inventory
 from collector.inventory import InventoryError
-from tests.legacy_text import cp1258
+from tests.support.legacy_text import cp1258
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path("/work/shared/data")

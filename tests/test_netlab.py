@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.netlab import Lab, unavailable_reason
+from tests.support.netlab import Lab, unavailable_reason
 
 pytestmark = pytest.mark.netns
 

@@ -12,7 +12,7 @@ from agent.config import ConfigError, loads
 from agent.probes import dns
 from agent.probes.base import ProbeContext
 from agent.site import Site
-from tests.dnsserver import DnsServer, Zone, dnsmasq
+from tests.support.dnsserver import DnsServer, Zone, dnsmasq
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dns"
 SITE_YAML = "site: {id: nd-13636-ubnd, commune: Xã Giao Minh, province: Nam Định}\n"
@@ -236,7 +236,7 @@ from pathlib import Path
 from agent.probes import dns
 from agent.probes.base import ProbeContext
 from agent.site import Site
-from tests.dnsserver import DnsServer, Zone
+from tests.support.dnsserver import DnsServer, Zone
 conf = Path(sys.argv[1])
 ctx = ProbeContext(site=Site(id="t", commune="c", province="p"), state_dir=conf.parent)
 with DnsServer({"ok.test": Zone(addresses=("192.0.2.77",))}, host="fe80::53%lo", port=53):

@@ -26,6 +26,7 @@ from agent.probes import ping
 from agent.probes.base import ProbeContext
 from agent.schema import SchemaError, parse
 from agent.site import Site
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "ping"
@@ -216,12 +217,6 @@ def test_settings_reject_a_flood_and_a_run_longer_than_its_timeout() -> None:
 # --- TCP method on this machine's loopback (no privileges needed) ------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_tcp_connect_to_a_listener_counts_replies() -> None:
     """Forced TCP to a listening port on loopback: every connect is a reply."""
     with socket.socket() as server:
@@ -240,7 +235,7 @@ def test_tcp_connect_to_a_listener_counts_replies() -> None:
 
 def test_tcp_reset_is_a_reply() -> None:
     """A refused connection (RST) means the host answered: no loss."""
-    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=closed_port(), **FAST)
+    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=free_port(), **FAST)
     (result,) = ping.run(settings, context())
     assert result.ok and result.data.received == 4 and result.data.loss_ratio == 0.0
 
@@ -249,7 +244,7 @@ def test_cancelled_before_start_sends_nothing() -> None:
     """A run abandoned before it began reports a timeout and no stats, not a 100% loss."""
     ctx = context()
     ctx.cancelled.set()
-    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=closed_port(), **FAST)
+    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=free_port(), **FAST)
     (result,) = ping.run(settings, ctx)
     assert (result.ok, result.reason, result.data) == (False, "timeout", None)
 
@@ -260,7 +255,7 @@ def test_cancel_during_a_run_stops_it_early() -> None:
     settings = ping.Settings(
         targets=("127.0.0.1",),
         method="tcp",
-        tcp_port=closed_port(),
+        tcp_port=free_port(),
         gateway=False,
         count=1000,
         packet_interval_s=0.01,

@@ -19,7 +19,8 @@ from agent import config as agent_config
 from collector import provision
 from collector.cli import main as collector_main
 from collector.inventory import loads
-from tests.test_push_support import Receiver, free_port, have
+from tests.support.ports import free_port
+from tests.support.receivers import Receiver, have
 
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_URL = "https://collector.example.vn:8427/api/v1/write"

@@ -18,7 +18,7 @@ import pytest
 from agent.push.pusher import Pusher
 from agent.push.remote_write import RemoteWriteClient
 from agent.schema import BasicAuth, Secret
-from tests.test_push_support import TinyReceiver, push_settings, push_until, seq_registry, wait_until
+from tests.support.receivers import TinyReceiver, push_settings, push_until, seq_registry, wait_until
 
 
 class DripServer:

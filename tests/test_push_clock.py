@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.push.pusher import Pusher
-from tests.test_push_support import Receiver, have, push_settings, seq_registry, wait_until
+from tests.support.receivers import Receiver, have, push_settings, seq_registry, wait_until
 
 
 class Clock:

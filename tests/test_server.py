@@ -6,7 +6,6 @@ import base64
 import gzip
 import socket
 import ssl
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from agent.config import Exposition
 from agent.schema import BasicAuth, Secret
 from agent.server import MetricsServer
+from tests.support.tls import openssl
 
 
 def registry() -> CollectorRegistry:
@@ -92,10 +92,6 @@ def test_metrics_negotiates_openmetrics_and_gzip(serve) -> None:  # type: ignore
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.headers["Content-Encoding"] == "gzip"
         assert "hotspot_test_value 42.0" in gzip.decompress(resp.read()).decode()
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.attacks import (
+from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+from tests.support.attacks import (
     MIB,
     Probe,
     Watch,

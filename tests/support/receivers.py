@@ -3,7 +3,8 @@
 Prometheus 2.42 (with the remote-write receiver and a 6 h out-of-order window) and VictoriaMetrics
 1.79 run as processes on free loopback ports with temporary data dirs; `samples()` reads back what
 they stored through their HTTP APIs. `TinyReceiver` speaks just enough remote write to answer with
-chosen status codes. Run as a script, this file is the pushing child process of the SIGKILL test.
+chosen status codes. Run with `python -m tests.support.receivers`, it is the pushing child process of
+the SIGKILL test.
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.push.remote_write import decode_write_request  # noqa: E402
+from agent.push.remote_write import decode_write_request
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
 
 PROMETHEUS_CONFIG = """\
 global:
@@ -35,12 +34,6 @@ storage:
   tsdb:
     out_of_order_time_window: 6h
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def have(binary: str) -> bool:

@@ -3,7 +3,7 @@
 Root is required. Usable from pytest fixtures and from bench scripts (with the repository root on
 sys.path, as pytest's `pythonpath = ["."]` does):
 
-    from tests.netlab import Lab, unavailable_reason
+    from tests.support.netlab import Lab, unavailable_reason
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)
@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.digits import ascii_uint
+from tests.support.paths import ROOT
 
 CLIENT_IP = "10.77.1.2"
 ROUTER_CLIENT_IP = "10.77.1.1"
@@ -62,7 +63,7 @@ ROUTER_SERVER_IP = "10.77.2.1"
 SERVER_IP = "10.77.2.2"
 GOODPUT_RATIO = 1448 / 1514  # TCP payload per Ethernet frame with timestamps: ≈ 0.956
 
-LAB_DIR = Path(__file__).resolve().parent.parent / "bench" / "lab"
+LAB_DIR = ROOT / "bench" / "lab"
 DELAYLINE_SRC = LAB_DIR / "delayline.c"
 DELAYLINE_BIN = LAB_DIR / "delayline"
 
