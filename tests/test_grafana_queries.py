@@ -55,6 +55,7 @@ from tests.support.dashboards import (
 )
 from tests.support.dnsserver import DnsServer, Zone
 from tests.support.ports import free_port
+from tests.support.prometheus import prometheus_argv
 
 pytestmark = [
     pytest.mark.slow,
@@ -511,13 +512,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         prom = f"http://127.0.0.1:{prom_port}"
         processes.append(
             start(
-                [
-                    "prometheus",
-                    f"--config.file={prometheus_config(tmp, jobs)}",
-                    f"--storage.tsdb.path={tmp / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                prometheus_argv(
+                    prometheus_config(tmp, jobs),
+                    tmp / "tsdb",
+                    prom_port,
                     "--web.enable-remote-write-receiver",
-                ],
+                ),
                 tmp / "prometheus.log",
             )
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from agent.push.remote_write import decode_write_request
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
+from tests.support.prometheus import prometheus_argv, wait_ready
 
 PROMETHEUS_CONFIG = """\
 global:
@@ -65,13 +66,7 @@ class Receiver:
         if self.kind == "prometheus":
             config = self.workdir / "prometheus.yml"
             config.write_text(PROMETHEUS_CONFIG)
-            return [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.data}",
-                f"--web.listen-address={listen}",
-                "--web.enable-remote-write-receiver",
-            ]
+            return prometheus_argv(config, self.data, self.port, "--web.enable-remote-write-receiver")
         return [
             "victoria-metrics",
             f"-storageDataPath={self.data}",
@@ -85,18 +80,7 @@ class Receiver:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self._argv(), stdout=out, stderr=subprocess.STDOUT)
         ready = "/-/ready" if self.kind == "prometheus" else "/health"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.base + ready, timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} not ready in {timeout_s} s")
+        wait_ready(self.proc, self.base + ready, self.log, self.kind, timeout_s)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
