@@ -92,7 +92,7 @@ def test_rerun_changes_nothing_rotate_changes_one_site_removal_drops_credential(
         [str(out / "credentials.json"), "sites/nd-2-nvh1/push-password", "vmauth.yml"]
     )
 
-    fewer = INVENTORY.split("  - {id: nd-2-nvh1")[0]
+    fewer = INVENTORY.split("  - {id: nd-2-nvh1", maxsplit=1)[0]
     removed = run(tmp_path, fewer)
     assert removed.removed == ["sites/nd-2-nvh1"]
     assert not (out / "sites/nd-2-nvh1").exists()
