@@ -214,13 +214,14 @@ class Lab:
         delay_us = int(self.rtt_ms * 1000 / 2)
         loss_ppm = round(self.loss * 1_000_000)
         self._delayline_log = self._tmp / "delayline.log"
-        self._delayline = subprocess.Popen(
-            ["ip", "netns", "exec", self.router_ns, str(binary), "dl0", str(delay_us), str(loss_ppm)],
-            stdout=subprocess.PIPE,
-            stderr=self._delayline_log.open("w"),
-            text=True,
-            start_new_session=True,
-        )
+        with self._delayline_log.open("w") as log:  # the child keeps its own copy of the descriptor
+            self._delayline = subprocess.Popen(
+                ["ip", "netns", "exec", self.router_ns, str(binary), "dl0", str(delay_us), str(loss_ppm)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
         assert self._delayline.stdout is not None
         if self._delayline.stdout.readline().strip() != "ready":
             self._delayline.wait(timeout=5)
