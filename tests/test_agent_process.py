@@ -19,7 +19,7 @@ def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:
     return None
 
 
-def wait_until(check, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(check, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

@@ -16,7 +16,6 @@ import yaml
 from tests.support.dashboards import (
     DASHBOARDS,
     GRAFANA,
-    ROOT,
     RULES_DIR,
     dashboard_files,
     dicts_with,
@@ -27,6 +26,7 @@ from tests.support.dashboards import (
     targets,
     variables_used,
 )
+from tests.support.paths import ROOT
 
 
 def load_build() -> ModuleType:

@@ -46,7 +46,6 @@ from collector import targets as collector_targets
 from tests.support.dashboards import (
     AGENT_METRIC,
     DASHBOARDS,
-    ROOT,
     RULES_DIR,
     load,
     metric_names,
@@ -54,6 +53,7 @@ from tests.support.dashboards import (
     targets,
 )
 from tests.support.dnsserver import DnsServer, Zone
+from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.prometheus import prometheus_argv
 
@@ -428,13 +428,14 @@ def wait_for(what: str, check: Any, seconds: float) -> Any:
 
 def start(command: list[str], log: Path, stdout: int | None = None) -> subprocess.Popen[bytes]:
     """A process in the project root; its output (stderr only when stdout is given) goes to log."""
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=log.open("wb") if stdout is None else stdout,
-        stderr=subprocess.STDOUT if stdout is None else log.open("wb"),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=out if stdout is None else stdout,
+            stderr=subprocess.STDOUT if stdout is None else out,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
 
 
 def start_agent(tmp: Path, site: str, fleet: dict[str, Any], extra: dict[str, Any]) -> tuple[Any, str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +26,7 @@ def context(tmp_path: Path) -> ProbeContext:
 
 
 @pytest.fixture(scope="module")
-def resolver() -> str:
+def resolver() -> Iterator[str]:
     """A real dnsmasq: ok.test and its subdomains are 192.0.2.7, other .test names do not exist."""
     with dnsmasq(["--address=/ok.test/192.0.2.7", "--local=/test/"]) as address:
         yield address
@@ -35,7 +37,7 @@ def settings(resolvers: tuple[str, ...], names: tuple[str, ...], **kw: object) -
     return dns.Settings(resolvers=resolvers, names=names, **kw)  # type: ignore[arg-type]
 
 
-def one(results: list) -> object:
+def one(results: list) -> Any:
     assert len(results) == 1
     return results[0]
 

@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def settings(urls: tuple[str, ...] = (), portal: str = "", **kw: object) -> http
     return http.Settings(urls=urls, portal_check_url=portal, **kw)  # type: ignore[arg-type]
 
 
-def one(results: list) -> object:
+def one(results: list) -> Any:
     assert len(results) == 1
     return results[0]
 

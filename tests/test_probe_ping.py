@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ PEER, DEAD = "10.200.7.2", "10.200.7.3"
 ICMP_ALLOWED, ICMP_DENIED = "0 2147483647", "1 0"
 # Drops CAP_NET_RAW for good: no raw sockets for the probe even though it runs as root.
 NO_NET_RAW = ("setpriv", "--inh-caps=-all", "--bounding-set=-net_raw")
-FAST = {"gateway": False, "count": 4, "packet_interval_s": 0.05, "packet_timeout_s": 0.5}
+FAST: dict[str, Any] = {"gateway": False, "count": 4, "packet_interval_s": 0.05, "packet_timeout_s": 0.5}
 
 RUNNER = """
 import json, sys

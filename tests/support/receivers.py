@@ -22,6 +22,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from agent.push.remote_write import decode_write_request
 from tests.support.paths import ROOT
@@ -150,7 +151,8 @@ class TinyReceiver:
                 assert self.headers["Content-Encoding"] == "snappy"
                 assert self.headers["Content-Type"] == "application/x-protobuf"
                 assert self.headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
-                status, text, *extra = owner.statuses.pop(0) if owner.statuses else (204, "")
+                answer: tuple[Any, ...] = owner.statuses.pop(0) if owner.statuses else (204, "")
+                status, text, *extra = answer
                 owner.requests.append(decode_write_request(body))
                 owner.answers.append(status)
                 owner.times.append(time.monotonic())
@@ -178,7 +180,7 @@ class TinyReceiver:
         self.server.server_close()
 
 
-def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -187,16 +189,18 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def push_settings(url: str, **kw):  # type: ignore[no-untyped-def]
+def push_settings(url: str, **kw: Any) -> Any:
     """Test push settings: 0.5 s snapshots, quick backoff (0.2 to 1 s), 2 s per request."""
     from agent.push.settings import PushSettings
 
-    base = dict(enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0)
+    base: dict[str, Any] = dict(
+        enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0
+    )
     base.update(kw)
     return PushSettings(**base)
 
 
-def push_until(settings, state_dir: Path, until, what: str, timeout_s: float = 20):  # type: ignore[no-untyped-def]
+def push_until(settings, state_dir: Path, until, what: str, timeout_s: float = 20):
     """Run a Pusher of seq_registry() with these settings until `until()` holds; returns it stopped."""
     from agent.push.pusher import Pusher
 
@@ -230,7 +234,7 @@ def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes],
     raise RuntimeError("vmauth did not start")
 
 
-def seq_registry(series: int = 3, gen: int = 0):  # type: ignore[no-untyped-def]
+def seq_registry(series: int = 3, gen: int = 0):
     """A registry whose gauge `pushtest_seq` counts the snapshots taken (one per collect)."""
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import CollectorRegistry
@@ -239,7 +243,7 @@ def seq_registry(series: int = 3, gen: int = 0):  # type: ignore[no-untyped-def]
         def __init__(self) -> None:
             self.n = 0
 
-        def collect(self):  # type: ignore[no-untyped-def]
+        def collect(self):
             self.n += 1
             g = GaugeMetricFamily("pushtest_seq", "snapshot number", labels=["site", "k", "gen"])
             for k in range(series):
