@@ -6,6 +6,7 @@ lives to a test's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,65 +28,64 @@ def port() -> int:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
-    """Start a Prometheus with a given configuration (YAML text) and extra flags: `prometheus(config)`."""
-    started: list[Prometheus] = []
-
-    def start(config: str, *extra_args: str) -> Prometheus:
-        prom = Prometheus(config, tmp_path / f"prometheus-{len(started)}", extra_args)
-        started.append(prom)
-        return prom
-
-    yield start
-    for prom in started:
-        prom.stop()
+def servers() -> Iterator[ExitStack]:
+    """What a test's servers register to be stopped at its end, last started first."""
+    with ExitStack() as stack:
+        yield stack
 
 
 @pytest.fixture
-def victoria(tmp_path: Path) -> Iterator[Receiver]:
+def prometheus(tmp_path: Path, servers: ExitStack) -> Callable[..., Prometheus]:
+    """Start a Prometheus with a given configuration (YAML text) and extra flags: `prometheus(config)`."""
+    count = itertools.count()
+
+    def start(config: str, *extra_args: str) -> Prometheus:
+        prom = Prometheus(config, tmp_path / f"prometheus-{next(count)}", extra_args)
+        servers.callback(prom.stop)
+        return prom
+
+    return start
+
+
+@pytest.fixture
+def victoria(tmp_path: Path, servers: ExitStack) -> Receiver:
     """A running VictoriaMetrics single node (a remote-write receiver) with its own data directory."""
     vm = Receiver("victoria", tmp_path)
     vm.start()
-    yield vm
-    vm.stop()
+    servers.callback(vm.stop)
+    return vm
 
 
 @pytest.fixture
-def alertmanager(tmp_path: Path) -> Iterator[Callable[[Path], Alertmanager]]:
+def alertmanager(tmp_path: Path, servers: ExitStack) -> Callable[[Path], Alertmanager]:
     """Start an Alertmanager with a given configuration file: `alertmanager(config_path)`."""
-    started: list[Alertmanager] = []
+    count = itertools.count()
 
     def start(config: Path) -> Alertmanager:
-        am = Alertmanager(config, tmp_path / f"alertmanager-{len(started)}")
-        started.append(am)
+        am = Alertmanager(config, tmp_path / f"alertmanager-{next(count)}")
+        servers.callback(am.stop)
         return am
 
-    yield start
-    for am in started:
-        am.stop()
+    return start
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
+def agent(tmp_path: Path, servers: ExitStack) -> Callable[..., AgentProcess]:
     """Start an agent process from config text (see tests/support/agentproc.py); stopped at the end."""
-    started: list[AgentProcess] = []
 
     def start(config_text: str, name: str = "agent", listen: str = "127.0.0.1:0") -> AgentProcess:
         process = start_agent(config_text, tmp_path / name, listen=listen, name=name)
-        started.append(process)
+        servers.callback(process.stop)
         return process
 
-    yield start
-    for process in started:
-        process.stop()
+    return start
 
 
 @pytest.fixture
-def lab() -> Iterator[Callable[..., Lab]]:
+def lab(servers: ExitStack) -> Callable[..., Lab]:
     """Build a shaped lab link (root and namespaces; see tests/support/netlab.py): `lab(rate_mbit=50)`."""
-    with ExitStack() as stack:
 
-        def build(**options: float | str | None) -> Lab:
-            return stack.enter_context(Lab(**options))  # type: ignore[arg-type]
+    def build(**options: float | str | None) -> Lab:
+        return servers.enter_context(Lab(**options))  # type: ignore[arg-type]
 
-        yield build
+    return build

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.ports import free_port
-from tests.support.prometheus import wait_ready
+from tests.support.processes import terminate, wait_ready
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -37,10 +37,4 @@ class Alertmanager:
         wait_ready(self.proc, self.url + "/-/ready", self.log_path, "alertmanager")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)

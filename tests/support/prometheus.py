@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.ports import free_port
+from tests.support.processes import terminate, wait_ready
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
@@ -25,23 +26,6 @@ def prometheus_argv(config: Path, data: Path, port: int, *extra: str) -> list[st
         f"--web.listen-address=127.0.0.1:{port}",
         *extra,
     ]
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, what: str, timeout: float = 30) -> None:
-    """Poll `url` until it answers 200; raises RuntimeError with the log's tail if the process exits
-    or the time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited:\n{log.read_text(errors='replace')[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready in {timeout} s:\n{log.read_text(errors='replace')[-4000:]}")
 
 
 class Prometheus:
@@ -79,10 +63,4 @@ class Prometheus:
         raise AssertionError(f"no data for {promql!r} within {timeout}s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)

@@ -27,7 +27,8 @@ from typing import Any
 from agent.push.remote_write import decode_write_request
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
-from tests.support.prometheus import prometheus_argv, wait_ready
+from tests.support.processes import wait_ready
+from tests.support.prometheus import prometheus_argv
 
 PROMETHEUS_CONFIG = """\
 global:
