@@ -319,6 +319,9 @@ def _run(argv: Sequence[str]) -> None:
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):  # our ends of its pipes, if any
+        if stream is not None:
+            stream.close()
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
