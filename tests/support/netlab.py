@@ -1,7 +1,7 @@
 """A shaped network lab in namespaces: client ⇄ router ⇄ server, with a known rate, delay and loss.
 
-Root is required. Usable from pytest fixtures and from bench scripts (with the repository root on
-sys.path, as pytest's `pythonpath = ["."]` does):
+Root is required. Tests take it from the `lab` fixture (tests/conftest.py); bench scripts, run as
+`python -m bench.NAME` from the repository root, use it directly:
 
     from tests.support.netlab import Lab, unavailable_reason
 
