@@ -4,7 +4,7 @@ Runs the agent with config.example.yaml's probes and intervals, but every target
 (a local DNS server and HTTP server stand in for the internet; bandwidth tests are off, since their
 cost is the test itself — see RESULTS-bandwidth.md). Usage:
 
-    .venv/bin/python bench/agent_footprint.py --minutes 10 > bench/RESULTS-agent.md
+    .venv/bin/python -m bench.agent_footprint --minutes 10 > bench/RESULTS-agent.md
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.agentproc import start_agent  # noqa: E402
-from tests.dnsserver import DnsServer, Zone  # noqa: E402
+from tests.support.agentproc import start_agent
+from tests.support.dnsserver import DnsServer, Zone
+from tests.support.paths import ROOT
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -92,7 +90,7 @@ def main() -> int:
     times.sort()
     load = os.getloadavg()
     print("# Agent footprint\n")
-    print(f"Command: `.venv/bin/python bench/agent_footprint.py --minutes {args.minutes:g}`  ")
+    print(f"Command: `.venv/bin/python -m bench.agent_footprint --minutes {args.minutes:g}`  ")
     print(
         f"Date: {time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
         f"load average at the end {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}\n"

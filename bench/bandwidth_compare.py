@@ -1,14 +1,14 @@
 """Compare the three bandwidth engines on the same shaped lab link, in the same run (root needed).
 
-For each link condition (rate × RTT, plus loss at 100 Mbit/s 30 ms) one lab (tests/netlab.py) is
+For each link condition (rate × RTT, plus loss at 100 Mbit/s 30 ms) one lab (tests/support/netlab.py) is
 built; its server namespace runs the collector's speedtest server (built-in engine),
-tests/ookla_server.py on ports 80/443 with speedtest.net's names in the client's /etc/netns hosts
+tests/support/ookla_server.py on ports 80/443 with speedtest.net's names in the client's /etc/netns hosts
 (speedtest-cli), and `iperf3 -s`. Each engine runs in its own process in the client namespace;
 CPU seconds are that process's and its children's (os.wait4), wall time is the whole run. With
 --runs N each condition's lab runs the engines N times (alternating), and a second table gives each
 condition's median and spread (min–max) per engine, with the load average next to each run.
 
-    .venv/bin/python bench/bandwidth_compare.py [--quick | --only 100/30,900/0] [--runs 3]
+    .venv/bin/python -m bench.bandwidth_compare [--quick | --only 100/30,900/0] [--runs 3]
         [--engines http,iperf3] [--max-bytes 500e6] [--prefix hml] [--out FILE]
 """
 
@@ -27,11 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.netlab import Lab, unavailable_reason  # noqa: E402
-from tests.ookla_server import make_tls  # noqa: E402
+from tests.support.netlab import Lab, unavailable_reason
+from tests.support.ookla_server import make_tls
+from tests.support.paths import ROOT
 
 HTTP_PORT = 8989
 # speedtest-cli as it ships: 10 s per direction, no byte cap. The built-in engine: its defaults.
@@ -71,7 +69,7 @@ def run_engine(
 ) -> tuple[dict[str, Any], float, float]:
     """One engine, in its own process in the client namespace: (its JSON, CPU seconds, wall seconds)."""
     argv = ["ip", "netns", "exec", lab.client_ns, "env", *(f"{k}={v}" for k, v in env.items())]
-    argv += [sys.executable, str(Path(__file__).resolve()), "--engine", engine, "--server", server]
+    argv += [sys.executable, "-m", "bench.bandwidth_compare", "--engine", engine, "--server", server]
     argv += ["--limits", json.dumps(LIMITS[engine])]
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -139,7 +137,8 @@ def measure_condition(
             **quiet,
         )
         url = f"http://{lab.server_ip}/speedtest/upload.php"
-        ookla = [py, "-m", "tests.ookla_server", "--listen", "0.0.0.0:80", "--tls-listen", "0.0.0.0:443"]
+        ookla = [py, "-m", "tests.support.ookla_server", "--listen", "0.0.0.0:80"]
+        ookla += ["--tls-listen", "0.0.0.0:443"]
         lab.popen(lab.server_ns, [*ookla, "--tls-dir", str(tls_dir), "--server-url", url], **quiet)
         lab.popen(lab.server_ns, ["iperf3", "-s"], **quiet)
         for port in (HTTP_PORT, 80, 443, 5201):
@@ -382,7 +381,7 @@ def main() -> int:
             done, _ = measure_condition(rate, rtt, loss, tls_dir, args.prefix, args.runs, engines)
             runs += done
         ceiling = [] if args.quick or args.only else delayline_ceiling(args.prefix)
-    cmd = "sudo .venv/bin/python bench/bandwidth_compare.py" + (" --quick" if args.quick else "")
+    cmd = "sudo .venv/bin/python -m bench.bandwidth_compare" + (" --quick" if args.quick else "")
     cmd += f" --only {args.only}" if args.only else ""
     cmd += f" --runs {args.runs}" if args.runs > 1 else ""
     cmd += f" --engines {args.engines}" if engines != tuple(LIMITS) else ""

@@ -1,6 +1,6 @@
 """Push benchmark: disk bytes per queued sample, draining a week's backlog, CPU at the normal rate.
 
-    .venv/bin/python bench/push_backlog.py [--series 250] [--days 7] [--interval 30]
+    .venv/bin/python -m bench.push_backlog [--series 250] [--days 7] [--interval 30]
 
 1. Fills a queue with DAYS of one site's snapshots (SERIES series every INTERVAL s; values move like
    the agent's: constants, counters, per-probe-run gauges, per-snapshot system gauges).
@@ -15,25 +15,20 @@ from __future__ import annotations
 import argparse
 import random
 import struct
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import CollectorRegistry
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily  # noqa: E402
-from prometheus_client.registry import CollectorRegistry  # noqa: E402
-
-from agent.push.encoding import encode_labels  # noqa: E402
-from agent.push.pusher import QUEUE_FILE, Pusher  # noqa: E402
-from agent.push.queue import SampleQueue  # noqa: E402
-from agent.push.settings import PushSettings  # noqa: E402
-from tests.test_push_support import Receiver  # noqa: E402
+from agent.push.encoding import encode_labels
+from agent.push.pusher import QUEUE_FILE, Pusher
+from agent.push.queue import SampleQueue
+from agent.push.settings import PushSettings
+from tests.support.receivers import Receiver
 
 SITE = {
     "site": "nd-13636-ubnd",

@@ -29,11 +29,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from collector import inventory, targets
+from collector.localstack import PROMETHEUS_BIN, free_port, http_ok, wait_until
 
-from collector import inventory, targets  # noqa: E402
-from collector.localstack import PROMETHEUS_BIN, free_port, http_ok, wait_until  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STEP_S = 30
 GAUGE_HISTORY_S = 2 * 3600

@@ -1,6 +1,6 @@
 """Both servers under each attack: RSS growth, threads, and a normal client's latency meanwhile.
 
-Attacks (tests/attacks.py, loopback only): a header flood (60 connections from 4 addresses, 98
+Attacks (tests/support/attacks.py, loopback only): a header flood (60 connections from 4 addresses, 98
 header lines of 64 KB each, then a byte a second), a slowloris (256 connections from 8 addresses,
 a header byte every 2 s each), and a burst of 200 parallel scrapes. Targets: the agent
 (`agent.cli run`, basic auth on) and the bandwidth test server, from this tree and, with
@@ -8,7 +8,7 @@ a header byte every 2 s each), and a burst of 200 parallel scrapes. Targets: the
 --waitress-python, prometheus_client's WSGI app under waitress as the library candidate.
 
     git archive OLD_COMMIT | tar -x -C /tmp/old        # optional: the "before" servers
-    .venv/bin/python bench/server_attacks.py [--seconds 6] [--old-tree /tmp/old] \\
+    .venv/bin/python -m bench.server_attacks [--seconds 6] [--old-tree /tmp/old] \\
         [--waitress-python /path/to/venv-with-waitress/bin/python]
 
 Copy the printed table into bench/RESULTS-server-attacks.md.
@@ -32,11 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests import attacks  # noqa: E402
-from tests.agentproc import LOOPBACK_PROBES, site_yaml  # noqa: E402
+from tests.support import attacks
+from tests.support.agentproc import LOOPBACK_PROBES, site_yaml
+from tests.support.paths import ROOT
 
 LISTEN = ("--listen", "127.0.0.1:0")
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"prometheus:pa55").decode()}

@@ -8,8 +8,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.legacy_text import cp1258
+from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+from tests.support.legacy_text import cp1258
 
 
 def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:
@@ -19,7 +19,7 @@ def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:
     return None
 
 
-def wait_until(check, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def wait_until(check, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

@@ -10,10 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from collector import inventory, localstack
 from collector.fleet import Collector, FakeTelegram, Fleet, Recorder, render_alertmanager
 from collector.inventory import Inventory, InventorySite
+from tests.support.alertmanager import Alertmanager
 
 pytestmark = pytest.mark.slow
 
@@ -307,7 +307,9 @@ def site_down(k: int, starts: datetime, ends: datetime | None = None) -> dict[st
 
 
 @pytest.mark.parametrize("count", [5, 30])
-def test_telegram_messages_fit_and_parse(tmp_path: Path, count: int) -> None:
+def test_telegram_messages_fit_and_parse(
+    tmp_path: Path, count: int, alertmanager: Callable[[Path], Alertmanager]
+) -> None:
     """Five (and thirty) site-down alerts of one commune, with names that need escaping: every
     Telegram message is at most 4,096 characters, valid HTML, delivered; it names the first site
     in full, says how many more, gives Vietnam's local time; the resolved message says it is over."""
@@ -315,21 +317,8 @@ def test_telegram_messages_fit_and_parse(tmp_path: Path, count: int) -> None:
     recorder = Recorder()
     telegram = FakeTelegram(per_minute=20, minute_s=60.0 / SPEEDUP)
     config = render_alertmanager(tmp_path, SPEEDUP, recorder.url, telegram)
-    port = localstack.free_port()
-    am_url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            localstack.ALERTMANAGER_BIN,
-            f"--config.file={config}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=(tmp_path / "am.log").open("w"),
-        stderr=subprocess.STDOUT,
-    )
     try:
-        localstack.wait_until(lambda: localstack.http_ok(am_url + "/-/ready"), 30, "alertmanager")
+        am_url = alertmanager(config).url
         starts = datetime(2026, 11, 29, 1, 23, tzinfo=UTC)  # 08:23 in Vietnam
         post_alerts(am_url, [site_down(k, starts) for k in range(count)])
 
@@ -350,8 +339,6 @@ def test_telegram_messages_fit_and_parse(tmp_path: Path, count: int) -> None:
         localstack.wait_until(lambda: resolved_text() is not None, 40, "the resolved message")
         resolved = resolved_text() or ""
     finally:
-        proc.terminate()
-        proc.wait(15)
         recorder.close()
         telegram.close()
     assert telegram.refused == []

@@ -478,7 +478,7 @@ def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, flo
     import subprocess
     import sys
 
-    from tests.netlab import Lab, unavailable_reason
+    from tests.support.netlab import Lab, unavailable_reason
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)

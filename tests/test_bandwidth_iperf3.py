@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from agent.bandwidth.engine import EngineError, Limits
 from agent.bandwidth.iperf3_engine import measure, parse_report, parse_server
+from tests.support.netlab import Lab
+from tests.support.ports import free_port
 
 needs_iperf3 = pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, netns: list[str] | None = None) -> None:
@@ -35,7 +30,7 @@ def _wait_listening(port: int, netns: list[str] | None = None) -> None:
 
 @pytest.fixture
 def iperf3_server() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -87,7 +82,7 @@ def test_busy_server_is_refused_with_iperf3s_words(iperf3_server: int) -> None:
 def test_nothing_listening_is_refused() -> None:
     """A port with no iperf3 server gives reason "refused" and iperf3's own message."""
     with pytest.raises(EngineError) as err:
-        measure(f"127.0.0.1:{_free_port()}", Limits(max_duration_s=1), threading.Event())
+        measure(f"127.0.0.1:{free_port()}", Limits(max_duration_s=1), threading.Event())
     assert err.value.reason == "refused"
     assert "Connection refused" in err.value.detail
 
@@ -147,18 +142,14 @@ def test_report_error_field_and_garbage() -> None:
 
 @needs_iperf3
 @pytest.mark.netns
-def test_lab_link_reads_the_goodput_limit() -> None:
+def test_lab_link_reads_the_goodput_limit(lab: Callable[..., Lab]) -> None:
     """Across a 50 Mbit/s lab link both directions read within 3% of the goodput limit."""
-    from tests.netlab import Lab, unavailable_reason
-
-    if (why := unavailable_reason()) is not None:
-        pytest.skip(why)
-    with Lab(rate_mbit=50, rtt_ms=10) as lab:
-        lab.popen(lab.server_ns, ["iperf3", "-s"], stdout=subprocess.DEVNULL)
-        _wait_listening(5201, ["ip", "netns", "exec", lab.server_ns])
-        with lab.inside(lab.client_ns):
-            result = measure(lab.server_ip, Limits(max_duration_s=3), threading.Event())
-    limit = lab.goodput_limit_bps
+    link = lab(rate_mbit=50, rtt_ms=10)
+    link.popen(link.server_ns, ["iperf3", "-s"], stdout=subprocess.DEVNULL)
+    _wait_listening(5201, ["ip", "netns", "exec", link.server_ns])
+    with link.inside(link.client_ns):
+        result = measure(link.server_ip, Limits(max_duration_s=3), threading.Event())
+    limit = link.goodput_limit_bps
     assert result.download_bps is not None and result.upload_bps is not None
     assert abs(result.download_bps / limit - 1) <= 0.03
     assert abs(result.upload_bps / limit - 1) <= 0.03

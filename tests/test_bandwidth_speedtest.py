@@ -1,4 +1,5 @@
-"""The speedtest-cli engine against tests/ookla_server.py, a local server speaking speedtest.net's protocol.
+"""The speedtest-cli engine against tests/support/ookla_server.py, a local server speaking
+speedtest.net's protocol.
 
 speedtest.net is reached through `https_proxy`/`http_proxy` pointing at the local server, which
 terminates the CONNECT tunnel's TLS with a certificate from a test CA named in SSL_CERT_FILE (the
@@ -21,7 +22,7 @@ import pytest
 
 from agent.bandwidth.engine import EngineError, Limits
 from agent.bandwidth.speedtest_engine import measure
-from tests.ookla_server import ListedServer, OoklaServer, make_tls
+from tests.support.ookla_server import ListedServer, OoklaServer, make_tls
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = Limits(max_duration_s=0.5, max_bytes=20_000_000)
@@ -193,7 +194,7 @@ _IN_LAB = textwrap.dedent(
 @pytest.mark.netns
 def test_lab_by_name_through_etc_netns_hosts(tls: tuple[Path, Path, Path]) -> None:
     """In a lab, speedtest.net names resolve to the lab server; without them it fails as "dns"."""
-    from tests.netlab import Lab, unavailable_reason
+    from tests.support.netlab import Lab, unavailable_reason
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)
@@ -202,7 +203,7 @@ def test_lab_by_name_through_etc_netns_hosts(tls: tuple[Path, Path, Path]) -> No
         url = f"http://{lab.server_ip}/speedtest/upload.php"
         server = lab.popen(
             lab.server_ns,
-            [sys.executable, "-m", "tests.ookla_server", *_ookla_args(ca.parent, url)],
+            [sys.executable, "-m", "tests.support.ookla_server", *_ookla_args(ca.parent, url)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

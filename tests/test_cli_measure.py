@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.agentproc import LOOPBACK_PROBES, site_yaml
+from tests.support.agentproc import LOOPBACK_PROBES, site_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 

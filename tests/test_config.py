@@ -14,7 +14,7 @@ import yaml
 from agent import config
 from agent.config import Config, ConfigError
 from agent.schema import Secret
-from tests.legacy_text import cp1258
+from tests.support.legacy_text import cp1258
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.yaml"

@@ -24,9 +24,13 @@ def test_a_late_call_raises_at_the_deadline_and_its_value_is_cleaned_up() -> Non
         release.wait(5)
         return "connection"
 
+    def late(value: str) -> None:
+        got.append(value)
+        cleaned.set()
+
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
-        call_within(t0 + 0.3, slow, late=lambda v: (got.append(v), cleaned.set()))
+        call_within(t0 + 0.3, slow, late=late)
     assert 0.3 <= time.monotonic() - t0 < 1.0
     release.set()
     assert cleaned.wait(5) and got == ["connection"]

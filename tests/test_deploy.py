@@ -23,8 +23,8 @@ needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reas
 def directives(text: str) -> dict[str, list[str]]:
     """Key -> every value assigned to it, in order (systemd allows repeats)."""
     out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith(("#", ";", "[")):
             key, _, value = line.partition("=")
             out.setdefault(key.strip(), []).append(value.strip())

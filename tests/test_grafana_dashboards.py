@@ -6,22 +6,27 @@ import importlib.util
 import json
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-GRAFANA = ROOT / "grafana"
-DASHBOARDS = GRAFANA / "dashboards"
-RULES_DIR = ROOT / "collector" / "prometheus" / "rules"
+import jsonschema
+import pytest
+import yaml
 
-# Grafana's own variables ($__range, ${__value.raw}, ...) all start with two underscores.
-VARIABLE_USE = re.compile(
-    r"\$\{([A-Za-z0-9_.]+)(?::[^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)|\[\[([A-Za-z0-9_]+)\]\]"
+from tests.support.dashboards import (
+    DASHBOARDS,
+    GRAFANA,
+    RULES_DIR,
+    dashboard_files,
+    dicts_with,
+    load,
+    metric_names,
+    panels,
+    strings,
+    targets,
+    variables_used,
 )
-AGENT_METRIC = re.compile(r"(?<![:\w])hotspot_[a-z0-9_]+\b")  # not the middle of a recorded name
-RECORDED_METRIC = re.compile(r"\b(?:site|commune|province):[a-z0-9_]+:[a-z0-9_]+\b")
+from tests.support.paths import ROOT
 
 
 def load_build() -> ModuleType:
@@ -33,86 +38,6 @@ def load_build() -> ModuleType:
     spec.loader.exec_module(module)
     return module
 
-
-def dashboard_files() -> list[Path]:
-    return sorted(DASHBOARDS.glob("*/*.json"))
-
-
-def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """Every panel, rows included, and the panels inside collapsed rows."""
-    for panel in dashboard.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])
-
-
-def targets(dashboard: dict[str, Any]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    for panel in panels(dashboard):
-        for target in panel.get("targets", []):
-            yield panel, target
-
-
-def strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
-
-
-def dicts_with(value: Any, key: str) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        if key in value:
-            yield value
-        for v in value.values():
-            yield from dicts_with(v, key)
-    elif isinstance(value, list):
-        for v in value:
-            yield from dicts_with(v, key)
-
-
-def variables_used(text: str) -> set[str]:
-    names = set()
-    for match in VARIABLE_USE.finditer(text):
-        name = next(g for g in match.groups() if g)
-        if not name.startswith("__"):
-            names.add(name.split(".")[0])
-    return names
-
-
-def metric_names(dashboard: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(agent metric names, recording rule names) the dashboard's queries and variables use."""
-    exprs = [t["expr"] for _, t in targets(dashboard)]
-    exprs += [v["query"] for v in dashboard["templating"]["list"] if isinstance(v.get("query"), str)]
-    agent = {m for e in exprs for m in AGENT_METRIC.findall(e)}
-    recorded = {m for e in exprs for m in RECORDED_METRIC.findall(e)}
-    return agent, recorded
-
-
-def substitute(expr: str, values: dict[str, str]) -> str:
-    """Replace template variables the way Grafana does before it sends a query."""
-
-    def one(match: re.Match[str]) -> str:
-        name = next(g for g in match.groups() if g)
-        if name not in values:
-            raise KeyError(f"no value for ${name} in {expr!r}")
-        return values[name]
-
-    return VARIABLE_USE.sub(one, expr)
-
-
-# ---------------------------------------------------------------- tests
-
-import jsonschema  # noqa: E402
-import pytest  # noqa: E402
-import yaml  # noqa: E402
 
 FILES = dashboard_files()
 PROVISIONED_UID = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yaml").read_text())[

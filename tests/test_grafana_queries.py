@@ -2,7 +2,7 @@
 
 The fleet, all on loopback:
 - two scraped real agents (`python -m agent.cli run`) that ping loopback, resolve against a local
-  DNS server (tests/dnsserver.py), check a local web server and run bandwidth tests against the
+  DNS server (tests/support/dnsserver.py), check a local web server and run bandwidth tests against the
   collector's own speedtest-server (one each, paced to 40 Mbit/s);
 - one real agent that only pushes (remote write into Prometheus, like a site behind NAT);
 - one inventory site whose agent is not running (down);
@@ -23,7 +23,6 @@ import os
 import re
 import selectors
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -44,17 +43,19 @@ import yaml
 from agent.metrics import GOODPUT_BOUNDS, RTT_BOUNDS_S, _go_float
 from collector import inventory
 from collector import targets as collector_targets
-from tests.dnsserver import DnsServer, Zone
-from tests.test_grafana_dashboards import (
+from tests.support.dashboards import (
     AGENT_METRIC,
     DASHBOARDS,
-    ROOT,
     RULES_DIR,
     load,
     metric_names,
     substitute,
     targets,
 )
+from tests.support.dnsserver import DnsServer, Zone
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.prometheus import prometheus_argv
 
 pytestmark = [
     pytest.mark.slow,
@@ -99,13 +100,6 @@ EMPTY_IN_HEALTHY_FLEET: dict[str, str] = {
     "Alerts firing": "nothing may be firing yet when the fleet is judged",
     "Sites in maintenance": "no site of the test inventory is in maintenance",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def get_json(url: str, timeout: float = 10) -> Any:
@@ -434,13 +428,14 @@ def wait_for(what: str, check: Any, seconds: float) -> Any:
 
 def start(command: list[str], log: Path, stdout: int | None = None) -> subprocess.Popen[bytes]:
     """A process in the project root; its output (stderr only when stdout is given) goes to log."""
-    return subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=log.open("wb") if stdout is None else stdout,
-        stderr=subprocess.STDOUT if stdout is None else log.open("wb"),
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=out if stdout is None else stdout,
+            stderr=subprocess.STDOUT if stdout is None else out,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
 
 
 def start_agent(tmp: Path, site: str, fleet: dict[str, Any], extra: dict[str, Any]) -> tuple[Any, str]:
@@ -518,13 +513,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         prom = f"http://127.0.0.1:{prom_port}"
         processes.append(
             start(
-                [
-                    "prometheus",
-                    f"--config.file={prometheus_config(tmp, jobs)}",
-                    f"--storage.tsdb.path={tmp / 'tsdb'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                prometheus_argv(
+                    prometheus_config(tmp, jobs),
+                    tmp / "tsdb",
+                    prom_port,
                     "--web.enable-remote-write-receiver",
-                ],
+                ),
                 tmp / "prometheus.log",
             )
         )

@@ -10,10 +10,10 @@ import pytest
 
 from collector import inventory, inventory_example
 from collector.inventory import InventoryError
-from tests.legacy_text import cp1258
+from tests.support.legacy_text import cp1258
+from tests.support.paths import shared_data
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path("/work/shared/data")
 EXAMPLES = ROOT / "collector" / "examples"
 SITE = 'id: nd-13636-ubnd, commune: "Phường Vị Xuyên", province: "Tỉnh Nam Định", scrape: "10.36.0.1:9591"'
 
@@ -114,9 +114,7 @@ def test_check_command_prints_problems_and_exits_2(tmp_path: Path) -> None:
 )
 def test_examples_are_regenerated_identically(data: str, example: str, communes: int, prefix: str) -> None:
     """The shipped examples are exactly what `inventory --data` generates from data/, and valid."""
-    csv_path = DATA / data
-    if not csv_path.exists():
-        pytest.skip(f"{csv_path} not present")
+    csv_path = shared_data(data)
     text = inventory_example.render_example(csv_path)
     assert text == (EXAMPLES / example).read_text(encoding="utf-8")
     inv = inventory.loads(text)
@@ -151,9 +149,7 @@ def test_example_ids_follow_the_commune_code() -> None:
 
 def test_generate_command_writes_once_then_leaves_the_file_alone(tmp_path: Path) -> None:
     """Running `inventory --data --out` twice rewrites nothing the second time."""
-    csv_path = DATA / "ninh-binh-2025-communes.csv"
-    if not csv_path.exists():
-        pytest.skip(f"{csv_path} not present")
+    csv_path = shared_data("ninh-binh-2025-communes.csv")
     out = tmp_path / "nb.yaml"
     cmd = [sys.executable, "-m", "collector.cli", "inventory", "--data", str(csv_path), "--out", str(out)]
     first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)

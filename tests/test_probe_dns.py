@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +14,7 @@ from agent.config import ConfigError, loads
 from agent.probes import dns
 from agent.probes.base import ProbeContext
 from agent.site import Site
-from tests.dnsserver import DnsServer, Zone, dnsmasq
+from tests.support.dnsserver import DnsServer, Zone, dnsmasq
 
 FIXTURES = Path(__file__).parent / "fixtures" / "dns"
 SITE_YAML = "site: {id: nd-13636-ubnd, commune: Xã Giao Minh, province: Nam Định}\n"
@@ -24,7 +26,7 @@ def context(tmp_path: Path) -> ProbeContext:
 
 
 @pytest.fixture(scope="module")
-def resolver() -> str:
+def resolver() -> Iterator[str]:
     """A real dnsmasq: ok.test and its subdomains are 192.0.2.7, other .test names do not exist."""
     with dnsmasq(["--address=/ok.test/192.0.2.7", "--local=/test/"]) as address:
         yield address
@@ -35,7 +37,7 @@ def settings(resolvers: tuple[str, ...], names: tuple[str, ...], **kw: object) -
     return dns.Settings(resolvers=resolvers, names=names, **kw)  # type: ignore[arg-type]
 
 
-def one(results: list) -> object:
+def one(results: list) -> Any:
     assert len(results) == 1
     return results[0]
 
@@ -236,7 +238,7 @@ from pathlib import Path
 from agent.probes import dns
 from agent.probes.base import ProbeContext
 from agent.site import Site
-from tests.dnsserver import DnsServer, Zone
+from tests.support.dnsserver import DnsServer, Zone
 conf = Path(sys.argv[1])
 ctx = ProbeContext(site=Site(id="t", commune="c", province="p"), state_dir=conf.parent)
 with DnsServer({"ok.test": Zone(addresses=("192.0.2.77",))}, host="fe80::53%lo", port=53):

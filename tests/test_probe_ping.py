@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from agent.probes import ping
 from agent.probes.base import ProbeContext
 from agent.schema import SchemaError, parse
 from agent.site import Site
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "ping"
@@ -33,7 +35,7 @@ PEER, DEAD = "10.200.7.2", "10.200.7.3"
 ICMP_ALLOWED, ICMP_DENIED = "0 2147483647", "1 0"
 # Drops CAP_NET_RAW for good: no raw sockets for the probe even though it runs as root.
 NO_NET_RAW = ("setpriv", "--inh-caps=-all", "--bounding-set=-net_raw")
-FAST = {"gateway": False, "count": 4, "packet_interval_s": 0.05, "packet_timeout_s": 0.5}
+FAST: dict[str, Any] = {"gateway": False, "count": 4, "packet_interval_s": 0.05, "packet_timeout_s": 0.5}
 
 RUNNER = """
 import json, sys
@@ -139,7 +141,7 @@ def test_no_default_route_means_no_gateway(tmp_path: Path) -> None:
 
 def test_unreadable_route_tables_raise_oserror(tmp_path: Path) -> None:
     """Both tables missing is an OSError for run() to turn into a Result, not a silent 'no gateway'."""
-    with pytest.raises(OSError):
+    with pytest.raises(OSError):  # noqa: PT011  any OSError is the contract; its text is the kernel's
         ping.default_gateway(tmp_path / "absent", tmp_path / "absent6")
     # one missing (a kernel without IPv6, or without IPv4): the other still counts
     assert ping.default_gateway(FIXTURES / "route-three-defaults.txt", tmp_path / "absent6") == "198.51.100.1"
@@ -216,12 +218,6 @@ def test_settings_reject_a_flood_and_a_run_longer_than_its_timeout() -> None:
 # --- TCP method on this machine's loopback (no privileges needed) ------------------------------
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_tcp_connect_to_a_listener_counts_replies() -> None:
     """Forced TCP to a listening port on loopback: every connect is a reply."""
     with socket.socket() as server:
@@ -240,7 +236,7 @@ def test_tcp_connect_to_a_listener_counts_replies() -> None:
 
 def test_tcp_reset_is_a_reply() -> None:
     """A refused connection (RST) means the host answered: no loss."""
-    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=closed_port(), **FAST)
+    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=free_port(), **FAST)
     (result,) = ping.run(settings, context())
     assert result.ok and result.data.received == 4 and result.data.loss_ratio == 0.0
 
@@ -249,7 +245,7 @@ def test_cancelled_before_start_sends_nothing() -> None:
     """A run abandoned before it began reports a timeout and no stats, not a 100% loss."""
     ctx = context()
     ctx.cancelled.set()
-    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=closed_port(), **FAST)
+    settings = ping.Settings(targets=("127.0.0.1",), method="tcp", tcp_port=free_port(), **FAST)
     (result,) = ping.run(settings, ctx)
     assert (result.ok, result.reason, result.data) == (False, "timeout", None)
 
@@ -260,7 +256,7 @@ def test_cancel_during_a_run_stops_it_early() -> None:
     settings = ping.Settings(
         targets=("127.0.0.1",),
         method="tcp",
-        tcp_port=closed_port(),
+        tcp_port=free_port(),
         gateway=False,
         count=1000,
         packet_interval_s=0.01,

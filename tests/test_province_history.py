@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from collector import backfill, inventory, targets
-from tests.promserver import Prometheus
-from tests.test_grafana_dashboards import DASHBOARDS, RULES_DIR, load, substitute
-from tests.test_grafana_dashboards import targets as panel_targets
+from tests.support.dashboards import DASHBOARDS, RULES_DIR, load, substitute
+from tests.support.dashboards import targets as panel_targets
+from tests.support.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = 40

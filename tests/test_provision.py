@@ -19,7 +19,8 @@ from agent import config as agent_config
 from collector import provision
 from collector.cli import main as collector_main
 from collector.inventory import loads
-from tests.test_push_support import Receiver, free_port, have
+from tests.support.ports import free_port
+from tests.support.receivers import Receiver, have
 
 ROOT = Path(__file__).resolve().parent.parent
 PUSH_URL = "https://collector.example.vn:8427/api/v1/write"
@@ -91,7 +92,7 @@ def test_rerun_changes_nothing_rotate_changes_one_site_removal_drops_credential(
         [str(out / "credentials.json"), "sites/nd-2-nvh1/push-password", "vmauth.yml"]
     )
 
-    fewer = INVENTORY.split("  - {id: nd-2-nvh1")[0]
+    fewer = INVENTORY.split("  - {id: nd-2-nvh1", maxsplit=1)[0]
     removed = run(tmp_path, fewer)
     assert removed.removed == ["sites/nd-2-nvh1"]
     assert not (out / "sites/nd-2-nvh1").exists()

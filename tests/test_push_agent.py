@@ -20,8 +20,8 @@ from prometheus_client.registry import CollectorRegistry
 from agent.push.pusher import THREAD_NAMES, Pusher
 from agent.push.queue import QueueError
 from agent.push.settings import PushSettings
-from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.test_push_support import Receiver, start_vmauth, wait_until
+from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+from tests.support.receivers import Receiver, start_vmauth, wait_until
 
 INTERVAL_S = 0.5
 SITE = "nd-14161-tyt"

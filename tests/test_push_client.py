@@ -18,7 +18,7 @@ import pytest
 from agent.push.pusher import Pusher
 from agent.push.remote_write import RemoteWriteClient
 from agent.schema import BasicAuth, Secret
-from tests.test_push_support import TinyReceiver, push_settings, push_until, seq_registry, wait_until
+from tests.support.receivers import TinyReceiver, push_settings, push_until, seq_registry, wait_until
 
 
 class DripServer:
@@ -88,7 +88,7 @@ def test_retry_after_never_shortens_the_backoff(tmp_path: Path, retry_after: str
     assert pusher.metrics.dropped["rejected"] == 0
 
 
-def test_redirect_keeps_the_samples_and_says_to_fix_the_url(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_redirect_keeps_the_samples_and_says_to_fix_the_url(tmp_path: Path, caplog) -> None:
     """A 308 is not followed (it would carry the credentials): kept, retried, logged once plainly."""
     caplog.set_level(logging.INFO)
     where = "https://u:p4ss@elsewhere.example:8427/api/v1/write?token=t0k"
@@ -106,7 +106,7 @@ def test_redirect_keeps_the_samples_and_says_to_fix_the_url(tmp_path: Path, capl
     assert "p4ss" not in caplog.text and "t0k" not in caplog.text
 
 
-def test_auth_failures_keep_the_queue_and_raise_the_metric(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_auth_failures_keep_the_queue_and_raise_the_metric(tmp_path: Path, caplog) -> None:
     """401, 403 and vmauth's authentication 400 keep the batch; the metric counts them; then delivery."""
     caplog.set_level(logging.INFO)
     vmauth_400 = 'cannot find the provided auth token "Basic czE6d3Jvbmc=" in config'

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.push.pusher import Pusher
-from tests.test_push_support import Receiver, have, push_settings, seq_registry, wait_until
+from tests.support.receivers import Receiver, have, push_settings, seq_registry, wait_until
 
 
 class Clock:
@@ -26,7 +26,7 @@ class Clock:
 
 
 @pytest.fixture
-def prom(tmp_path: Path):  # type: ignore[no-untyped-def]
+def prom(tmp_path: Path):
     if not have("prometheus"):
         pytest.skip("prometheus not installed")
     r = Receiver("prometheus", tmp_path)
@@ -37,7 +37,7 @@ def prom(tmp_path: Path):  # type: ignore[no-untyped-def]
         r.stop()
 
 
-def test_unset_clock_queues_nothing_then_pushes_once_set(prom: Receiver, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_unset_clock_queues_nothing_then_pushes_once_set(prom: Receiver, tmp_path: Path, caplog) -> None:
     """Reading 1970: snapshots are counted as dropped (reason clock), never sent; once set, pushing works."""
     caplog.set_level(logging.INFO)
     clock = Clock(offset=-time.time() + 5.0)  # 1970-01-01 00:00:05 and counting

@@ -45,7 +45,7 @@ def noisy_registry() -> CollectorRegistry:
     rng = random.Random(7)
 
     class Noise:
-        def collect(self):  # type: ignore[no-untyped-def]
+        def collect(self):
             g = GaugeMetricFamily("pushtest_noise", "random", labels=["i"])
             for i in range(SERIES):
                 g.add_metric([str(i)], rng.random())
@@ -66,7 +66,7 @@ def queue_state(state: Path) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_full_disk_drops_oldest_counts_once_logs_once_and_recovers(small_disk: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_full_disk_drops_oldest_counts_once_logs_once_and_recovers(small_disk: Path, caplog) -> None:
     caplog.set_level(logging.INFO)
     filler = small_disk / "filler"
     filler.write_bytes(os.urandom(2 * 1024 * 1024))  # leaves the queue about 2 MiB

@@ -23,7 +23,7 @@ from prometheus_client.registry import CollectorRegistry
 from agent.push.encoding import encode_labels
 from agent.push.pusher import DROP_REASONS, QUEUE_FILE, Pusher
 from agent.push.queue import SampleQueue
-from tests.test_push_support import (
+from tests.support.receivers import (
     Receiver,
     TinyReceiver,
     have,
@@ -37,7 +37,6 @@ from tests.test_push_support import (
 OUTAGE_S = float(os.environ.get("PUSH_OUTAGE_S", "20"))
 LONG_OUTAGE_S = float(os.environ.get("PUSH_LONG_OUTAGE_S", "0"))
 INTERVAL_S = 0.5
-SUPPORT = Path(__file__).with_name("test_push_support.py")
 ROOT = Path(__file__).resolve().parent.parent
 
 needs_prometheus = pytest.mark.skipif(not have("prometheus"), reason="prometheus not installed")
@@ -174,7 +173,8 @@ def test_sigkill_during_outage_loses_nothing(tmp_path):
     children: list[subprocess.Popen[bytes]] = []
 
     def child(gen: int) -> subprocess.Popen[bytes]:
-        argv = [sys.executable, str(SUPPORT), vm.write_url, str(state), str(INTERVAL_S), str(gen)]
+        argv = [sys.executable, "-m", "tests.support.receivers", vm.write_url, str(state)]
+        argv += [str(INTERVAL_S), str(gen)]
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE)
         children.append(proc)
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"started"

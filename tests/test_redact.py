@@ -20,8 +20,8 @@ from agent.push.pusher import Pusher
 from agent.push.settings import PushSettings
 from agent.redact import MASK, Redactor, basic_credential
 from agent.schema import BasicAuth, Secret
-from tests.agentproc import site_yaml
-from tests.test_push_support import seq_registry
+from tests.support.agentproc import site_yaml
+from tests.support.receivers import seq_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = 'pa"ss/wörd%20+:x'  # differs in every encoding: JSON, URL (both forms), base64

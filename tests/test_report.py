@@ -19,7 +19,7 @@ import yaml
 from collector import backfill, report
 from collector.backfill import TZ, SiteTruth
 from collector.requirement import load
-from tests.promserver import Prometheus
+from tests.support.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 SITES = 48

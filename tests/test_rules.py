@@ -78,7 +78,7 @@ def test_every_alert_is_unit_tested_firing_and_quiet() -> None:
 
 def records() -> dict[str, str]:
     """Recording rule name -> its expression, over every rule file."""
-    found = {}
+    found: dict[str, str] = {}
     for path in RULE_FILES:
         for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
             found |= {str(r["record"]): str(r["expr"]) for r in group["rules"] if "record" in r}

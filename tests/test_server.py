@@ -6,7 +6,6 @@ import base64
 import gzip
 import socket
 import ssl
-import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from agent.config import Exposition
 from agent.schema import BasicAuth, Secret
 from agent.server import MetricsServer
+from tests.support.tls import openssl
 
 
 def registry() -> CollectorRegistry:
@@ -57,7 +57,7 @@ def get(
         return exc.code, exc.read().decode()
 
 
-def test_plain_metrics_and_healthz(serve) -> None:  # type: ignore[no-untyped-def]
+def test_plain_metrics_and_healthz(serve) -> None:
     """/metrics serves the registry in text format; /healthz answers JSON; others 404."""
     server = serve(Exposition())
     host, port = server.address
@@ -68,7 +68,7 @@ def test_plain_metrics_and_healthz(serve) -> None:  # type: ignore[no-untyped-de
     assert get(f"http://{host}:{port}/nope")[0] == 404
 
 
-def test_basic_auth(serve) -> None:  # type: ignore[no-untyped-def]
+def test_basic_auth(serve) -> None:
     """With basic auth on, a request without or with wrong credentials gets 401."""
     server = serve(Exposition(basic_auth=BasicAuth("prometheus", Secret("pa55"))))
     url = "http://{}:{}/metrics".format(*server.address)
@@ -80,7 +80,7 @@ def test_basic_auth(serve) -> None:  # type: ignore[no-untyped-def]
     assert status == 200 and "hotspot_test_value" in body
 
 
-def test_metrics_negotiates_openmetrics_and_gzip(serve) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_negotiates_openmetrics_and_gzip(serve) -> None:
     """A scraper asking for OpenMetrics gets it; one accepting gzip (Prometheus does) gets it gzipped."""
     server = serve(Exposition())
     url = "http://{}:{}/metrics".format(*server.address)
@@ -92,10 +92,6 @@ def test_metrics_negotiates_openmetrics_and_gzip(serve) -> None:  # type: ignore
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert resp.headers["Content-Encoding"] == "gzip"
         assert "hotspot_test_value 42.0" in gzip.decompress(resp.read()).decode()
-
-
-def openssl(*args: str) -> None:
-    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +147,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def test_tls_and_client_certificates(serve, pki: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tls_and_client_certificates(serve, pki: Path) -> None:
     """With TLS and a client CA, only clients with a certificate from that CA are served."""
     server = serve(
         Exposition(
@@ -169,7 +165,7 @@ def test_tls_and_client_certificates(serve, pki: Path) -> None:  # type: ignore[
     assert status == 200 and "hotspot_test_value" in body
 
 
-def test_tls_handshake_failure_does_not_stop_server(serve, pki: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tls_handshake_failure_does_not_stop_server(serve, pki: Path) -> None:
     """A plain-HTTP client on the TLS port fails alone; the server keeps serving."""
     server = serve(Exposition(tls_cert_file=str(pki / "server.pem"), tls_key_file=str(pki / "server.key")))
     host, port = server.address
@@ -179,7 +175,7 @@ def test_tls_handshake_failure_does_not_stop_server(serve, pki: Path) -> None:  
     assert get(f"https://{host}:{port}/metrics", context=ctx)[0] == 200
 
 
-def test_silent_tls_connections_hold_no_thread_and_block_no_scrape(serve, pki: Path) -> None:  # type: ignore[no-untyped-def]
+def test_silent_tls_connections_hold_no_thread_and_block_no_scrape(serve, pki: Path) -> None:
     """100 connections that never finish a TLS handshake: no thread each, and a scrape is served."""
     server = serve(Exposition(tls_cert_file=str(pki / "server.pem"), tls_key_file=str(pki / "server.key")))
     host, port = server.address

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
-from tests.attacks import (
+from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
+from tests.support.attacks import (
     MIB,
     Probe,
     Watch,
@@ -123,7 +123,7 @@ def test_header_flood_memory_is_bounded_and_released(target: Target) -> None:
     assert rss_after - rss0 < 8 * MIB, (target.name, rss_after - rss0)
     assert max(watch.threads) <= threads0 + 8, (target.name, threads0, max(watch.threads))
     assert probe.results and not probe.failures(), probe.failures()
-    assert "Traceback" not in str(target.log())  # type: ignore[operator]
+    assert "Traceback" not in str(target.log())
 
 
 @pytest.mark.slow

@@ -19,19 +19,14 @@ from pathlib import Path
 import pytest
 
 from collector.speedtest_server import MIB, ServerSettings, SpeedtestServer
-from tests.test_server import openssl
-from tests.test_speedtest_server import metric, start
+from tests.support.ports import free_port
+from tests.support.speedtest import metric, start
+from tests.support.tls import openssl
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "collector" / "examples" / "speedtest-server.nginx.conf"
 
 pytestmark = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start_nginx(tmp_path: Path, upstream: int) -> tuple[subprocess.Popen[str] | None, int, int]:

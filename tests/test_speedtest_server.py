@@ -8,22 +8,16 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from collector.speedtest_server import MIB, ServerSettings, SpeedtestServer, serve
+from collector.speedtest_server import MIB, ServerSettings, SpeedtestServer
+from tests.support.speedtest import metric, start
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def start(settings: ServerSettings) -> SpeedtestServer:
-    server = serve("127.0.0.1", 0, settings)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    return server
 
 
 @pytest.fixture
@@ -45,10 +39,6 @@ def get(server: SpeedtestServer, path: str, **headers: str) -> tuple[int, bytes]
     body = resp.read()
     c.close()
     return resp.status, body
-
-
-def metric(server: SpeedtestServer, name: str, labels: dict[str, str] | None = None) -> float | None:
-    return server.metrics.registry.get_sample_value(name, labels or {})
 
 
 @pytest.mark.parametrize("path", ["/garbage", "/garbage.php", "/backend/garbage.php", "/backend/garbage"])

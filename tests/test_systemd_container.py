@@ -23,7 +23,7 @@ import yaml
 
 from collector import provision
 from collector.inventory import loads
-from tests import nspawn
+from tests.support import nspawn
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,8 +1,8 @@
-"""Hold a lab (tests/netlab.py) open for experiments by hand, or only build the delay line (root).
+"""Hold a lab (tests/support/netlab.py) open for experiments by hand, or only build the delay line (root).
 
-sudo .venv/bin/python bench/lab/lab.py --rate 100 --rtt 30 --loss 0.005
+sudo .venv/bin/python -m bench.lab.lab --rate 100 --rtt 30 --loss 0.005
 # then, in another terminal: ip netns exec NAME_PRINTED_HERE iperf3 -c 10.77.2.2 ...
-sudo .venv/bin/python bench/lab/lab.py --build   # compile bench/lab/delayline.c only
+sudo .venv/bin/python -m bench.lab.lab --build   # compile bench/lab/delayline.c only
 """
 
 from __future__ import annotations
@@ -11,11 +11,8 @@ import argparse
 import contextlib
 import signal
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.netlab import Lab, LabUnavailable, delayline_binary
+from tests.support.netlab import Lab, LabUnavailable, delayline_binary
 
 
 def main() -> int:

@@ -155,7 +155,7 @@ class Container:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kw)  # type: ignore[call-overload]
         if check and done.returncode != 0:
             raise AssertionError(f"{' '.join(argv)}: exit {done.returncode}\n{done.stdout}\n{done.stderr}")
-        return done  # type: ignore[no-any-return]
+        return done
 
     def net(self, *argv: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a host program in the container's network namespace only (e.g. curl)."""

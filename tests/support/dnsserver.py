@@ -19,6 +19,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from tests.support.ports import free_port
+
 RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5}
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 
@@ -164,18 +166,12 @@ def _recv_exact(conn: socket.socket, count: int) -> bytes:
     return data
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def dnsmasq(options: list[str], host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Run dnsmasq in the foreground on host:port (a free port when 0) with `options`
     (e.g. --address=/ok.test/192.0.2.7); yields "HOST:PORT" once it answers."""
     for _attempt in range(3):  # a free port may be taken between the check and dnsmasq's bind
-        use_port = port or free_udp_port(host)
+        use_port = port or free_port(host, socket.SOCK_DGRAM)
         proc = subprocess.Popen(
             [
                 DNSMASQ,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -12,13 +11,21 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.support.ports import free_port
+from tests.support.processes import terminate, wait_ready
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def prometheus_argv(config: Path, data: Path, port: int, *extra: str) -> list[str]:
+    """The command line of a Prometheus on 127.0.0.1:port with this config file and TSDB directory."""
+    return [
+        PROMETHEUS,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *extra,
+    ]
 
 
 class Prometheus:
@@ -29,33 +36,13 @@ class Prometheus:
         self.config_path = workdir / "prometheus.yml"
         self.config_path.write_text(config)
         self.log_path = workdir / "prometheus.log"
-        self._log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                *extra_args,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited:\n{self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"prometheus not ready:\n{self.log_path.read_text()}")
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                prometheus_argv(self.config_path, workdir / "data", self.port, *extra_args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_ready(self.proc, self.url + "/-/ready", self.log_path, "prometheus")
 
     def api(self, path: str, **params: str) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -76,10 +63,4 @@ class Prometheus:
         raise AssertionError(f"no data for {promql!r} within {timeout}s")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
+        terminate(self.proc)

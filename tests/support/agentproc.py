@@ -11,7 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 # Probes that touch nothing but this machine: for tests and the local stack.
 LOOPBACK_PROBES = """
@@ -71,14 +71,14 @@ def start_agent(
         config_text += f"state_dir: {workdir / (name + '-state')}\n"
     config_path.write_text(config_text, encoding="utf-8")
     log_path = workdir / f"{name}.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--config", str(config_path), "--listen", listen],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--config", str(config_path), "--listen", listen],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         m = re.search(r"metrics on (https?)://([^/]+)/metrics", log_path.read_text(errors="replace"))

@@ -1,9 +1,9 @@
 """A shaped network lab in namespaces: client ⇄ router ⇄ server, with a known rate, delay and loss.
 
-Root is required. Usable from pytest fixtures and from bench scripts (with the repository root on
-sys.path, as pytest's `pythonpath = ["."]` does):
+Root is required. Tests take it from the `lab` fixture (tests/conftest.py); bench scripts, run as
+`python -m bench.NAME` from the repository root, use it directly:
 
-    from tests.netlab import Lab, unavailable_reason
+    from tests.support.netlab import Lab, unavailable_reason
 
     if (why := unavailable_reason()) is not None:
         pytest.skip(why)
@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.digits import ascii_uint
+from tests.support.paths import ROOT
 
 CLIENT_IP = "10.77.1.2"
 ROUTER_CLIENT_IP = "10.77.1.1"
@@ -62,7 +63,7 @@ ROUTER_SERVER_IP = "10.77.2.1"
 SERVER_IP = "10.77.2.2"
 GOODPUT_RATIO = 1448 / 1514  # TCP payload per Ethernet frame with timestamps: ≈ 0.956
 
-LAB_DIR = Path(__file__).resolve().parent.parent / "bench" / "lab"
+LAB_DIR = ROOT / "bench" / "lab"
 DELAYLINE_SRC = LAB_DIR / "delayline.c"
 DELAYLINE_BIN = LAB_DIR / "delayline"
 
@@ -213,13 +214,14 @@ class Lab:
         delay_us = int(self.rtt_ms * 1000 / 2)
         loss_ppm = round(self.loss * 1_000_000)
         self._delayline_log = self._tmp / "delayline.log"
-        self._delayline = subprocess.Popen(
-            ["ip", "netns", "exec", self.router_ns, str(binary), "dl0", str(delay_us), str(loss_ppm)],
-            stdout=subprocess.PIPE,
-            stderr=self._delayline_log.open("w"),
-            text=True,
-            start_new_session=True,
-        )
+        with self._delayline_log.open("w") as log:  # the child keeps its own copy of the descriptor
+            self._delayline = subprocess.Popen(
+                ["ip", "netns", "exec", self.router_ns, str(binary), "dl0", str(delay_us), str(loss_ppm)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
         assert self._delayline.stdout is not None
         if self._delayline.stdout.readline().strip() != "ready":
             self._delayline.wait(timeout=5)
@@ -317,6 +319,9 @@ def _run(argv: Sequence[str]) -> None:
 
 
 def _stop(proc: subprocess.Popen[Any]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):  # our ends of its pipes, if any
+        if stream is not None:
+            stream.close()
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):

@@ -17,7 +17,7 @@ Behaviours for failure tests: `config_status=403` (what speedtest.net answers to
 (uploads are neither read nor answered).
 
 Run by hand / from bench scripts:
-    python -m tests.ookla_server --listen 0.0.0.0:80 --tls-listen 0.0.0.0:443 --tls-dir DIR \\
+    python -m tests.support.ookla_server --listen 0.0.0.0:80 --tls-listen 0.0.0.0:443 --tls-dir DIR \\
         --server-url http://10.77.2.2/speedtest/upload.php
 (`--tls-dir` holds ca.pem, server.pem and server.key made by `make_tls`).
 """

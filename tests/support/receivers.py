@@ -3,7 +3,8 @@
 Prometheus 2.42 (with the remote-write receiver and a 6 h out-of-order window) and VictoriaMetrics
 1.79 run as processes on free loopback ports with temporary data dirs; `samples()` reads back what
 they stored through their HTTP APIs. `TinyReceiver` speaks just enough remote write to answer with
-chosen status codes. Run as a script, this file is the pushing child process of the SIGKILL test.
+chosen status codes. Run with `python -m tests.support.receivers`, it is the pushing child process of
+the SIGKILL test.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from agent.push.decoding import decode_write_request  # noqa: E402
+from agent.push.decoding import decode_write_request
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.processes import wait_ready
+from tests.support.prometheus import prometheus_argv
 
 PROMETHEUS_CONFIG = """\
 global:
@@ -35,12 +37,6 @@ storage:
   tsdb:
     out_of_order_time_window: 6h
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def have(binary: str) -> bool:
@@ -72,13 +68,7 @@ class Receiver:
         if self.kind == "prometheus":
             config = self.workdir / "prometheus.yml"
             config.write_text(PROMETHEUS_CONFIG)
-            return [
-                "prometheus",
-                f"--config.file={config}",
-                f"--storage.tsdb.path={self.data}",
-                f"--web.listen-address={listen}",
-                "--web.enable-remote-write-receiver",
-            ]
+            return prometheus_argv(config, self.data, self.port, "--web.enable-remote-write-receiver")
         return [
             "victoria-metrics",
             f"-storageDataPath={self.data}",
@@ -92,18 +82,7 @@ class Receiver:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self._argv(), stdout=out, stderr=subprocess.STDOUT)
         ready = "/-/ready" if self.kind == "prometheus" else "/health"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.base + ready, timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} not ready in {timeout_s} s")
+        wait_ready(self.proc, self.base + ready, self.log, self.kind, timeout_s)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -173,7 +152,8 @@ class TinyReceiver:
                 assert self.headers["Content-Encoding"] == "snappy"
                 assert self.headers["Content-Type"] == "application/x-protobuf"
                 assert self.headers["X-Prometheus-Remote-Write-Version"] == "0.1.0"
-                status, text, *extra = owner.statuses.pop(0) if owner.statuses else (204, "")
+                answer: tuple[Any, ...] = owner.statuses.pop(0) if owner.statuses else (204, "")
+                status, text, *extra = answer
                 owner.requests.append(decode_write_request(body))
                 owner.answers.append(status)
                 owner.times.append(time.monotonic())
@@ -201,7 +181,7 @@ class TinyReceiver:
         self.server.server_close()
 
 
-def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(predicate, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -210,16 +190,18 @@ def wait_until(predicate, timeout_s: float, what: str) -> None:  # type: ignore[
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def push_settings(url: str, **kw):  # type: ignore[no-untyped-def]
+def push_settings(url: str, **kw: Any) -> Any:
     """Test push settings: 0.5 s snapshots, quick backoff (0.2 to 1 s), 2 s per request."""
     from agent.push.settings import PushSettings
 
-    base = dict(enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0)
+    base: dict[str, Any] = dict(
+        enabled=True, url=url, interval_s=0.5, min_backoff_s=0.2, max_backoff_s=1.0, timeout_s=2.0
+    )
     base.update(kw)
     return PushSettings(**base)
 
 
-def push_until(settings, state_dir: Path, until, what: str, timeout_s: float = 20):  # type: ignore[no-untyped-def]
+def push_until(settings, state_dir: Path, until, what: str, timeout_s: float = 20):
     """Run a Pusher of seq_registry() with these settings until `until()` holds; returns it stopped."""
     from agent.push.pusher import Pusher
 
@@ -253,7 +235,7 @@ def start_vmauth(vm: Receiver, tmp_path: Path) -> tuple[subprocess.Popen[bytes],
     raise RuntimeError("vmauth did not start")
 
 
-def seq_registry(series: int = 3, gen: int = 0):  # type: ignore[no-untyped-def]
+def seq_registry(series: int = 3, gen: int = 0):
     """A registry whose gauge `pushtest_seq` counts the snapshots taken (one per collect)."""
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.registry import CollectorRegistry
@@ -262,7 +244,7 @@ def seq_registry(series: int = 3, gen: int = 0):  # type: ignore[no-untyped-def]
         def __init__(self) -> None:
             self.n = 0
 
-        def collect(self):  # type: ignore[no-untyped-def]
+        def collect(self):
             self.n += 1
             g = GaugeMetricFamily("pushtest_seq", "snapshot number", labels=["site", "k", "gen"])
             for k in range(series):
