@@ -24,16 +24,11 @@ from agent import __version__
 from agent.diagnosis import CAUSES, INPUTS, Diagnosis, diagnose
 from agent.families import Family, LabelValues
 from agent.probes import PROBES
-from agent.probes.bandwidth import GOODPUT_BOUNDS
 from agent.probes.base import ProbeSettings, ProbeSpec
-from agent.probes.ping import RTT_BOUNDS_S
 from agent.result import REASONS, Result
 from agent.site import MBPS, Site
 
-# GOODPUT_BOUNDS and RTT_BOUNDS_S are the bandwidth and ping probes' own; re-exported only until
-# tests/test_grafana_queries.py imports them from there, as the collector does. Nothing else here
-# names a probe.
-__all__ = ["GOODPUT_BOUNDS", "RTT_BOUNDS_S", "AgentMetrics"]
+__all__ = ["AgentMetrics"]
 
 # -- the agent's own families (a probe's are declared in its module) --------------------------------
 

@@ -40,7 +40,9 @@ import psutil
 import pytest
 import yaml
 
-from agent.metrics import GOODPUT_BOUNDS, RTT_BOUNDS_S, _go_float
+from agent.metrics import _go_float
+from agent.probes.bandwidth import GOODPUT_BOUNDS
+from agent.probes.ping import RTT_BOUNDS_S
 from collector import inventory
 from collector import targets as collector_targets
 from tests.support.dashboards import (
