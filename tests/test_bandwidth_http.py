@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.bandwidth import http_engine
-from agent.bandwidth.engine import EngineError, Limits
+from agent.bandwidth import http_engine, http_response, tcp_info
+from agent.bandwidth.engine import BandwidthTest, EngineError, Limits
 from collector.speedtest_server import ServerSettings, SpeedtestServer, serve
 
 FAST = Limits(max_duration_s=10.0, max_bytes=400_000_000)
@@ -125,7 +125,7 @@ def raw() -> Iterator[Callable[[Callable[[socket.socket, str], bool]], RawServer
         server.close()
 
 
-def run(url: str, limits: Limits = FAST, **kw: object) -> http_engine.BandwidthTest:
+def run(url: str, limits: Limits = FAST, **kw: object) -> BandwidthTest:
     return http_engine.measure(url, limits, threading.Event(), **kw)  # type: ignore[arg-type]
 
 
@@ -386,7 +386,7 @@ def test_chunked_parser_at_any_split(split: int) -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nA: b\r\n\r\n"
     )
-    resp = http_engine.Response("t")
+    resp = http_response.Response("t")
     for i in range(0, len(wire), split):
         resp.feed(memoryview(wire[i : i + split]))
     assert resp.done and resp.body_bytes == 11 and resp.snippet == b"hello world"
@@ -406,10 +406,10 @@ def test_tcp_info_counts_delivered_and_received_bytes() -> None:
     while got < 300_000:
         got += len(client.recv(1 << 20))
     deadline = time.monotonic() + 5
-    while (http_engine._tcp_info(client) or http_engine._TcpInfo(0, 0, 0, 0)).delivered < 1_000_000:
+    while (tcp_info.read(client) or tcp_info.TcpInfo(0, 0, 0, 0)).delivered < 1_000_000:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    sent, received = http_engine._tcp_info(client), http_engine._tcp_info(peer)
+    sent, received = tcp_info.read(client), tcp_info.read(peer)
     assert sent is not None and received is not None
     assert sent.delivered in (1_000_000, 1_000_001)  # + the SYN on some kernels
     assert received.received == 1_000_000
@@ -425,7 +425,7 @@ def test_download_count_includes_bytes_held_past_a_hole() -> None:
     stream = http_engine._Stream(
         http_engine.parse_server("http://127.0.0.1/"), (socket.AF_INET, listener.getsockname()), False
     )
-    info = http_engine._TcpInfo
+    info = tcp_info.TcpInfo
     try:
         assert stream._held(info(0, 100_000, 0, 0, arrived=101_000, ooo_packets=0)) == 0  # baseline gap 1000
         assert stream._held(info(0, 150_000, 0, 0, arrived=251_000, ooo_packets=70)) == 100_000
@@ -470,7 +470,7 @@ def test_a_stream_step_needs_bytes_for_its_ramp_and_a_measurement() -> None:
 
 
 @pytest.fixture(scope="module")
-def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, float]]]:
+def shaped() -> Iterator[Callable[[Limits], tuple[BandwidthTest, float]]]:
     """A tbf-shaped 50 Mbit/s lab link with our speedtest server behind it, built once.
 
     Yields measure(limits) -> (the test, the link's goodput limit in bit/s).
@@ -492,7 +492,7 @@ def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, flo
         )
         assert srv.stdout is not None and "listening" in srv.stdout.readline()
 
-        def measure(limits: Limits) -> tuple[http_engine.BandwidthTest, float]:
+        def measure(limits: Limits) -> tuple[BandwidthTest, float]:
             with lab.inside(lab.client_ns):
                 test = http_engine.measure(f"http://{lab.server_ip}:8989/", limits, threading.Event())
             return test, lab.goodput_limit_bps

@@ -19,7 +19,7 @@ stream never stalls the others) and samples the byte count every 250 ms:
   MSS while packets arrive out of order, `_Stream._held`); upload counts bytes the server
   acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS), not bytes written, which only
   reached our own send buffer. Where TCP_INFO is missing, bytes read or written are counted (see
-  `_tcp_info`).
+  `agent/bandwidth/tcp_info.py`).
 - Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus, the
   last step still raised it by 10% or more, and the streams' RTT shows no standing queue (median
   below idle latency × 1.2 + 2 ms), up to 16, while the bytes left pay for the step's ramp-up and
@@ -49,19 +49,19 @@ import contextlib
 import errno
 import math
 import os
-import re
 import selectors
 import socket
 import statistics
 import struct
-import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from agent.bandwidth import tcp_info
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
-from agent.digits import ascii_hex, ascii_uint
+from agent.bandwidth.http_response import Response, check_status
+from agent.bandwidth.tcp_info import TcpInfo
 from agent.redact import Redactor
 from agent.result import reason_for
 
@@ -91,7 +91,6 @@ DOWNLOAD_CHUNKS = 25  # ckSize: MiB per download request
 UPLOAD_REQUEST_BYTES = 8 * MIB  # PHP's default post_max_size is 8M
 RECV_BYTES = 256 * 1024
 SEND_SLICE = 256 * 1024
-MAX_HEAD_BYTES = 64 * 1024
 
 _RANDOM = os.urandom(4 * MIB)  # upload payload: incompressible, generated once
 
@@ -139,147 +138,6 @@ def parse_server(server: str, token: str = "") -> Target:
     return Target(parts.hostname, port, path, parts.netloc.rsplit("@", 1)[-1], token)
 
 
-class Response:
-    """Incremental parser of one HTTP/1.x response fed with raw socket bytes.
-
-    Raises EngineError("protocol") for anything that is not HTTP, bytes past the end of the
-    response, and a body cut short at end of stream.
-    """
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.head = bytearray()
-        self.status = 0
-        self.keep_alive = True
-        self.length: int | None = None  # Content-Length; None: chunked or until close
-        self.chunked = False
-        self.body_bytes = 0
-        self.snippet = b""  # the body's first bytes, for error messages
-        self.done = False
-        self._state = "head"  # head, body, size, data, data_end, trailer
-        self._line = bytearray()
-        self._left = 0
-
-    @property
-    def headers_done(self) -> bool:
-        return self._state != "head"
-
-    def feed(self, data: memoryview, rest_ok: bool = False) -> memoryview:
-        """Parse `data`; returns what lies past the end of the response (only with `rest_ok`)."""
-        while len(data):
-            if self.done:
-                if rest_ok:  # the next pipelined response
-                    return data
-                raise EngineError("protocol", f"{self.what}: bytes after the end of the response")
-            if self._state == "head":
-                data = self._feed_head(data)
-            elif self._state == "body":
-                take = len(data) if self.length is None else min(len(data), self.length - self.body_bytes)
-                self._body(data[:take])
-                data = data[take:]
-                if self.length is not None and self.body_bytes == self.length:
-                    self.done = True
-            elif self._state == "data":
-                take = min(len(data), self._left)
-                self._body(data[:take])
-                self._left -= take
-                data = data[take:]
-                if self._left == 0:
-                    self._state = "data_end"
-            else:  # size, data_end, trailer: small lines
-                data = self._feed_line(data)
-        return data
-
-    def eof(self) -> None:
-        """The peer closed the connection: fine only when the body runs until close."""
-        if self.done:
-            return
-        if self._state == "body" and self.length is None:
-            self.done = True
-            self.keep_alive = False
-            return
-        if self._state == "head":
-            got = f"after {len(self.head)} header bytes" if self.head else "without answering"
-            raise EngineError("protocol", f"{self.what}: server closed the connection {got}")
-        expected = f" of {self.length}" if self.length is not None else ""
-        raise EngineError(
-            "protocol",
-            f"{self.what}: body cut short: connection closed after {self.body_bytes}{expected} bytes",
-        )
-
-    def _body(self, data: memoryview) -> None:
-        if len(self.snippet) < 200:
-            self.snippet += bytes(data[: 200 - len(self.snippet)])
-        self.body_bytes += len(data)
-
-    def _feed_head(self, data: memoryview) -> memoryview:
-        before = len(self.head)
-        self.head += data[:MAX_HEAD_BYTES]
-        end = self.head.find(b"\r\n\r\n", max(0, before - 3))
-        if end < 0:
-            if not re.match(rb"HTTP/1\.[01] ", self.head[:9]) and len(self.head) >= 9:
-                raise EngineError("protocol", f"{self.what}: not an HTTP response: {bytes(self.head[:40])!r}")
-            if len(self.head) >= MAX_HEAD_BYTES:
-                raise EngineError("protocol", f"{self.what}: response headers longer than 64 KiB")
-            return data[len(data) :]
-        rest = data[end + 4 - before :]
-        del self.head[end + 4 :]
-        self._parse_head(bytes(self.head[:end]).decode("latin-1"))
-        return rest
-
-    def _parse_head(self, head: str) -> None:
-        lines = head.split("\r\n")
-        m = re.fullmatch(r"HTTP/1\.([01]) ([0-9]{3})(?: .*)?", lines[0])
-        if not m:
-            raise EngineError("protocol", f"{self.what}: not an HTTP status line: {lines[0][:60]!r}")
-        self.status = int(m.group(2))
-        fields: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise EngineError("protocol", f"{self.what}: malformed header line {line[:60]!r}")
-            fields[name.strip().lower()] = value.strip()
-        connection = fields.get("connection", "").lower()
-        self.keep_alive = "close" not in connection and (m.group(1) == "1" or "keep-alive" in connection)
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            self.chunked = True
-            self._state = "size"
-        elif "content-length" in fields:
-            length = ascii_uint(fields["content-length"])
-            if length is None:
-                raise EngineError("protocol", f"{self.what}: bad Content-Length")
-            self.length = length
-            self._state = "body"
-            self.done = self.length == 0
-        else:
-            self._state = "body"
-            self.keep_alive = False  # the body runs until the server closes
-
-    def _feed_line(self, data: memoryview) -> memoryview:
-        piece = bytes(data[: 1024 - len(self._line)])
-        nl = piece.find(b"\n")
-        if nl < 0:
-            self._line += piece
-            if len(self._line) >= 1024:
-                raise EngineError("protocol", f"{self.what}: malformed chunked encoding")
-            return data[len(piece) :]
-        line = bytes(self._line + piece[:nl]).rstrip(b"\r")
-        self._line.clear()
-        if self._state == "size":
-            size = ascii_hex(line.split(b";")[0].strip().decode("latin-1"))
-            if size is None:
-                raise EngineError("protocol", f"{self.what}: bad chunk size {line[:20]!r}")
-            self._left = size
-            self._state = "data" if self._left else "trailer"
-        elif self._state == "data_end":
-            if line:
-                raise EngineError("protocol", f"{self.what}: chunk longer than its declared size")
-            self._state = "size"
-        elif not line:  # trailer: ends at an empty line
-            self.done = True
-        return data[nl + 1 :]
-
-
 def _connect(target: Target, deadline: float) -> socket.socket:
     timeout = max(0.1, deadline - time.monotonic())
     try:
@@ -295,56 +153,6 @@ def _abort(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-@dataclass(frozen=True)
-class _TcpInfo:
-    delivered: int  # bytes of ours the peer has: acknowledged, plus SACKed past a hole
-    received: int  # bytes we received in order
-    rtt_s: float  # sender's smoothed RTT (0: none yet)
-    rcv_rtt_s: float  # receiver's RTT estimate (0: none yet)
-    arrived: int = 0  # data segments received, in order or not, × receiver's MSS (0: not known)
-    ooo_packets: int = 0  # packets that arrived out of order, cumulative
-
-
-def _tcp_info(sock: socket.socket) -> _TcpInfo | None:
-    """Counters from struct tcp_info (Linux 4.1+); None where TCP_INFO is missing.
-
-    Offsets: tcpi_snd_mss u32 at 16, tcpi_rcv_mss u32 at 20, tcpi_sacked u32 at 28, tcpi_rtt u32
-    (µs) at 68, tcpi_rcv_rtt u32 (µs) at 92, tcpi_bytes_acked u64 at 120, tcpi_bytes_received u64
-    at 128, tcpi_data_segs_in u32 at 152, tcpi_rcv_ooopack u32 at 224 (Linux 5.4+; older kernels
-    return less, and then `arrived` is 0). SACKed segments count as delivered: else a stream
-    waiting for one retransmission holds back a window of bytes that then arrive "at once" in a
-    later sample; `arrived` and `ooo_packets` let a download see the same (`_Stream._held`).
-    """
-    opt = getattr(socket, "TCP_INFO", None)
-    if opt is None:
-        return None
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, opt, 232)
-    except OSError:
-        return None
-    if len(info) < 136:
-        return None
-
-    def field(offset: int, size: int = 4) -> int:
-        return int.from_bytes(info[offset : offset + size], sys.byteorder)
-
-    return _TcpInfo(
-        delivered=field(120, 8) + field(28) * field(16),
-        received=field(128, 8),
-        rtt_s=field(68) / 1e6,
-        rcv_rtt_s=field(92) / 1e6,
-        arrived=field(152) * field(20) if len(info) >= 228 else 0,
-        ooo_packets=field(224) if len(info) >= 228 else 0,
-    )
-
-
-def _check_status(resp: Response) -> None:
-    """Raise for a non-200 answer once its body (which says why) is in, or enough of it."""
-    if resp.headers_done and resp.status != 200 and (resp.done or len(resp.snippet) >= 120):
-        body = resp.snippet.decode("utf-8", "replace").strip()[:120]
-        raise EngineError("http_status", f"{resp.what}: HTTP {resp.status} {body}".rstrip())
 
 
 def _exchange(sock: socket.socket, request: bytes, what: str, deadline: float) -> Response:
@@ -365,13 +173,13 @@ def _exchange(sock: socket.socket, request: bytes, what: str, deadline: float) -
                 resp.eof()
             else:
                 resp.feed(view[:n])
-            _check_status(resp)
+            check_status(resp)
     except OSError as exc:
         reason = reason_for(exc)
         raise EngineError(
             reason, f"{what}: {'no complete answer in time' if reason == 'timeout' else exc}"
         ) from None
-    _check_status(resp)
+    check_status(resp)
     return resp
 
 
@@ -550,7 +358,7 @@ class _Stream:
         data = view[:n]
         while True:
             data = self.resp.feed(data, rest_ok=self.next_resp is not None)
-            _check_status(self.resp)
+            check_status(self.resp)
             if not self.resp.done:
                 return n
             if self.sending and self.next_resp is None:
@@ -583,14 +391,14 @@ class _Stream:
         """Bytes this stream moved at the TCP level: delivered (upload) or received (download)."""
         if self.connecting:
             return self.before
-        info = _tcp_info(self.sock)
+        info = tcp_info.read(self.sock)
         if info is None:
             return None
         if self.upload:
             return self.before + info.delivered
         return self.before + info.received + self._held(info)
 
-    def _held(self, info: _TcpInfo) -> int:
+    def _held(self, info: TcpInfo) -> int:
         """Bytes that arrived past a hole and wait for a retransmission (download).
 
         While no packet arrived out of order since the last count nothing is held, and the gap
@@ -607,7 +415,7 @@ class _Stream:
 
     def rtt(self) -> float:
         """The RTT TCP sees on this connection now, queueing included (0: not known)."""
-        info = None if self.connecting else _tcp_info(self.sock)
+        info = None if self.connecting else tcp_info.read(self.sock)
         if info is None:
             return 0.0
         return info.rtt_s if self.upload else info.rcv_rtt_s
@@ -866,6 +674,33 @@ def _stable(estimates: list[float], k: int = STABLE_K) -> bool:
     return mean > 0 and all(abs(e - mean) <= STABLE_TOL * mean for e in estimates)
 
 
+def _result(
+    server: str,
+    idle_s: float | None,
+    loaded_s: float | None,
+    outcomes: dict[bool, _Outcome],
+    duration_s: float,
+) -> BandwidthTest:
+    """The test so far: a direction not run (or failed) has no figure, 0 bytes and 0 streams."""
+    none = _Outcome(None, 0, 0, 0.0)
+    down, up = outcomes.get(False, none), outcomes.get(True, none)
+    return BandwidthTest(
+        engine="http",
+        server=server,
+        download_bps=None if down.detail else down.bps,
+        upload_bps=None if up.detail else up.bps,
+        download_bytes=down.moved,
+        upload_bytes=up.moved,
+        latency_idle_s=idle_s,
+        latency_loaded_s=loaded_s,
+        download_streams=down.streams,
+        upload_streams=up.streams,
+        duration_s=duration_s,
+        download_lower_bound=down.lower_bound and not down.detail,
+        upload_lower_bound=up.lower_bound and not up.detail,
+    )
+
+
 def measure(
     server: str,
     limits: Limits,
@@ -880,10 +715,12 @@ def measure(
     """
     target = parse_server(server, token)
     start = time.monotonic()
-    result = BandwidthTest("http", server, None, None, 0, 0, None, None, 0, 0, 0.0)
+    idle_s: float | None = None
+    loaded_s: float | None = None
+    outcomes: dict[bool, _Outcome] = {}  # by upload
 
     def finish() -> BandwidthTest:
-        return replace(result, duration_s=round(time.monotonic() - start, 3))
+        return _result(server, idle_s, loaded_s, outcomes, round(time.monotonic() - start, 3))
 
     pinger = _Pinger(target)
     try:
@@ -896,17 +733,14 @@ def measure(
             if cancelled.is_set():
                 raise EngineError("timeout", "latency: cancelled")
             idle.append(pinger.ping(latency_by))
-        result = replace(result, latency_idle_s=statistics.median(idle))
+        idle_s = statistics.median(idle)
         address = _address(target, pinger.sock)
-        limit_detail = ""
         for upload in (False, True):
             loaded = _LoadedLatency(pinger) if not upload else None
             if loaded is not None:
                 loaded.start()
             try:
-                outcome = _run_direction(
-                    target, address, upload, limits, cancelled, progress, result.latency_idle_s or 0.0
-                )
+                outcome = _run_direction(target, address, upload, limits, cancelled, progress, idle_s)
             except EngineError as exc:
                 raise EngineError(exc.reason, exc.detail, finish()) from None
             finally:
@@ -914,19 +748,9 @@ def measure(
                     loaded.stop.set()
                     loaded.join(IO_TIMEOUT_S + 1)
                     if loaded.rtts:
-                        result = replace(result, latency_loaded_s=statistics.median(loaded.rtts))
-            key = "upload" if upload else "download"
-            result = replace(
-                result,
-                **{f"{key}_bytes": outcome.moved, f"{key}_streams": outcome.streams},  # type: ignore[arg-type]
-            )
-            if outcome.detail:
-                limit_detail = limit_detail or outcome.detail
-            else:
-                result = replace(
-                    result,
-                    **{f"{key}_bps": outcome.bps, f"{key}_lower_bound": outcome.lower_bound},  # type: ignore[arg-type]
-                )
+                        loaded_s = statistics.median(loaded.rtts)
+            outcomes[upload] = outcome
+        limit_detail = next((o.detail for o in outcomes.values() if o.detail), "")
         if limit_detail:
             raise EngineError("limit", limit_detail, finish())
         return finish()
