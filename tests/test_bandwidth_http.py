@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.bandwidth import http_engine, http_response, tcp_info
+from agent.bandwidth import estimator, http_engine, http_response, tcp_info
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits
 from collector.speedtest_server import ServerSettings, SpeedtestServer, serve
 
@@ -421,20 +421,17 @@ def test_tcp_info_counts_delivered_and_received_bytes() -> None:
 
 def test_download_count_includes_bytes_held_past_a_hole() -> None:
     """While packets arrive out of order, the bytes past the hole count; after, the in-order count."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stream = http_engine._Stream(
-        http_engine.parse_server("http://127.0.0.1/"), (socket.AF_INET, listener.getsockname()), False
-    )
+    tracker = estimator.HeldBytes()
+
+    def held(i: tcp_info.TcpInfo) -> int:
+        return tracker.update(i.arrived, i.received, i.ooo_packets)
+
     info = tcp_info.TcpInfo
-    try:
-        assert stream._held(info(0, 100_000, 0, 0, arrived=101_000, ooo_packets=0)) == 0  # baseline gap 1000
-        assert stream._held(info(0, 150_000, 0, 0, arrived=251_000, ooo_packets=70)) == 100_000
-        assert stream._held(info(0, 260_000, 0, 0, arrived=301_000, ooo_packets=90)) == 40_000
-        assert stream._held(info(0, 301_000, 0, 0, arrived=303_000, ooo_packets=90)) == 0  # hole filled
-        assert stream._held(info(0, 310_000, 0, 0, arrived=322_000, ooo_packets=95)) == 10_000
-    finally:
-        stream.sock.close()
-        listener.close()
+    assert held(info(0, 100_000, 0, 0, arrived=101_000, ooo_packets=0)) == 0  # baseline gap 1000
+    assert held(info(0, 150_000, 0, 0, arrived=251_000, ooo_packets=70)) == 100_000
+    assert held(info(0, 260_000, 0, 0, arrived=301_000, ooo_packets=90)) == 40_000
+    assert held(info(0, 301_000, 0, 0, arrived=303_000, ooo_packets=90)) == 0  # hole filled
+    assert held(info(0, 310_000, 0, 0, arrived=322_000, ooo_packets=95)) == 10_000
 
 
 def test_goodput_skips_an_edge_where_tcp_held_bytes_back() -> None:
@@ -445,28 +442,28 @@ def test_goodput_skips_an_edge_where_tcp_held_bytes_back() -> None:
     samples[-1] = (3.0, int(rate * 3.0) - 150_000)  # and a lag at the end
     naive = (samples[-1][1] - samples[0][1]) / 3.0
     assert naive > rate * 1.01
-    assert abs(http_engine._goodput(samples) / rate - 1) < 0.001
+    assert abs(estimator.goodput(samples) / rate - 1) < 0.001
 
 
 def test_goodput_keeps_a_real_slowdown() -> None:
     """A genuine change of rate inside the window is averaged, not edited away."""
     samples = [(0.25 * i, 250_000 * i if i <= 6 else 1_500_000 + 125_000 * (i - 6)) for i in range(13)]
-    got = http_engine._goodput(samples)
+    got = estimator.goodput(samples)
     assert 0.7e6 < got < 0.8e6  # 2.25 MB in 3 s
 
 
 def test_lower_bound_is_the_window_goodput_or_the_ramps_last_second() -> None:
     """Past the ramp: the goodput over the window; still ramping: the rate over the last second."""
     ramp = [(0.25 * i, 100_000 * i * i) for i in range(7)]  # rising: 0.5 → 1.1 MB/s per sample
-    assert http_engine._lower_bound(ramp, []) == pytest.approx((3_600_000 - 400_000) / 1.0)
-    assert http_engine._lower_bound(ramp, [7e6, 8e6]) == 8e6
-    assert http_engine._lower_bound([(0.0, 0)], []) == 0.0
+    assert estimator.lower_bound(ramp, []) == pytest.approx((3_600_000 - 400_000) / 1.0)
+    assert estimator.lower_bound(ramp, [7e6, 8e6]) == 8e6
+    assert estimator.lower_bound([(0.0, 0)], []) == 0.0
 
 
 def test_a_stream_step_needs_bytes_for_its_ramp_and_a_measurement() -> None:
     """At 900 Mbit/s a step (~350 MB) does not fit 250 MB; at 100 Mbit/s (~40 MB) it does."""
-    assert not http_engine._can_pay_a_step(107.6e6, 250_000_000, 0.5)
-    assert http_engine._can_pay_a_step(11.95e6, 250_000_000, 0.6)
+    assert not estimator.can_pay_a_step(107.6e6, 250_000_000, 0.5)
+    assert estimator.can_pay_a_step(11.95e6, 250_000_000, 0.6)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ stream never stalls the others) and samples the byte count every 250 ms:
 - Counts come from TCP (getsockopt(TCP_INFO), Linux): download counts bytes TCP received in order
   (`tcpi_bytes_received`), not bytes read, which lag by whatever waits in the receive buffers, plus
   the bytes that arrived past a hole and wait for a retransmission (estimated from data segments ×
-  MSS while packets arrive out of order, `_Stream._held`); upload counts bytes the server
+  MSS while packets arrive out of order, `estimator.HeldBytes`); upload counts bytes the server
   acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS), not bytes written, which only
   reached our own send buffer. Where TCP_INFO is missing, bytes read or written are counted (see
   `agent/bandwidth/tcp_info.py`).
@@ -31,7 +31,7 @@ stream never stalls the others) and samples the byte count every 250 ms:
   allowed duration or bytes (a fast line must still have room to be measured).
 - Goodput = bytes between two samples / the time between them, the samples taken from the first
   and the last second of the window past the ramp-up: those lying highest above the trend line,
-  since a TCP count lags while a stream waits for a retransmission and never leads (`_goodput`).
+  since a TCP count lags while a stream waits for a retransmission and never leads (`estimator.goodput`).
   The test stops as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean, after
   at least 2 s (8 samples) and 256 KiB past the ramp.
 - Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
@@ -60,33 +60,15 @@ from urllib.parse import urlsplit
 
 from agent.bandwidth import tcp_info
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
+from agent.bandwidth.estimator import SAMPLE_S, Estimator, HeldBytes
 from agent.bandwidth.http_response import Response, check_status
-from agent.bandwidth.tcp_info import TcpInfo
 from agent.redact import Redactor
 from agent.result import reason_for
 
 MIB = 1 << 20
-SAMPLE_S = 0.25
 IO_TIMEOUT_S = 5.0  # connect, response headers, silence of a whole direction
 LATENCY_PINGS = 5
 LATENCY_BUDGET_S = 10.0
-START_STREAMS = 4
-STREAM_STEP = 4
-MAX_STREAMS = 16
-STEP_GAIN = 1.10  # a stream step must raise the plateau by this factor to try another
-RAMP_GROWTH = 1.05
-STABLE_K = 6
-STABLE_TOL = 0.02
-# The ramp is judged over when the rate stops rising, i.e. at a dip: often the losses that end
-# slow start, whose recovery takes many RTTs (with the link part idle). Wait 0.5 s or 20 RTTs.
-SETTLE_S = 0.5
-SETTLE_RTTS = 20
-MIN_MEASURE_S = 2.0
-MIN_MEASURE_BYTES = 256 * 1024
-EDGE_SAMPLES = 4  # how far into the window's edges `_goodput` looks for unlagged counts (1 s)
-# The link is judged full when the streams' median RTT reaches idle RTT × 1.2 + 2 ms.
-QUEUE_FACTOR = 1.2
-QUEUE_MIN_S = 0.002
 DOWNLOAD_CHUNKS = 25  # ckSize: MiB per download request
 UPLOAD_REQUEST_BYTES = 8 * MIB  # PHP's default post_max_size is 8M
 RECV_BYTES = 256 * 1024
@@ -238,10 +220,6 @@ class _Stream:
         self.before = 0  # bytes counted (acked or received) on this stream's earlier connections
         self._open()
 
-    def _reset_held(self) -> None:
-        self._ooo_packets = -1  # tcpi_rcv_ooopack at the last count (-1: none yet)
-        self._sync_gap = 0  # arrived - received when nothing was last held
-
     def _open(self) -> None:
         family, addr = self.address
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -253,7 +231,7 @@ class _Stream:
         self.resp = Response("connect")  # the oldest answer awaited
         self.next_resp: Response | None = None  # upload: the answer to the request sent behind it
         self.head_deadline = math.inf
-        self._reset_held()
+        self.held = HeldBytes()  # per connection
         err = self.sock.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
             self.sock.close()
@@ -396,22 +374,7 @@ class _Stream:
             return None
         if self.upload:
             return self.before + info.delivered
-        return self.before + info.received + self._held(info)
-
-    def _held(self, info: TcpInfo) -> int:
-        """Bytes that arrived past a hole and wait for a retransmission (download).
-
-        While no packet arrived out of order since the last count nothing is held, and the gap
-        between bytes arrived (data segments × MSS) and bytes received in order is the baseline;
-        while packets do arrive out of order, the gap's growth beyond it is what is held.
-        """
-        gap = info.arrived - info.received
-        if info.ooo_packets == self._ooo_packets or self._ooo_packets < 0 or not info.arrived:
-            self._ooo_packets = info.ooo_packets
-            self._sync_gap = gap
-            return 0
-        self._ooo_packets = info.ooo_packets
-        return max(0, gap - self._sync_gap)
+        return self.before + info.received + self.held.update(info.arrived, info.received, info.ooo_packets)
 
     def rtt(self) -> float:
         """The RTT TCP sees on this connection now, queueing included (0: not known)."""
@@ -440,158 +403,147 @@ def _run_direction(
     progress: Progress | None,
     idle_rtt_s: float,
 ) -> _Outcome:
+    """Drive one direction's streams; the estimator decides when to add streams and when to stop."""
     phase = "upload" if upload else "download"
     start = time.monotonic()
     deadline = start + limits.max_duration_s
-    sel = selectors.DefaultSelector()
-    streams: list[_Stream] = []
-    buf = bytearray(RECV_BYTES)
-    view = memoryview(buf)
-    moved = 0  # download: received; upload: written (what the data budget pays)
-
-    def add(count: int) -> None:
-        for _ in range(count):
-            stream = _Stream(target, address, upload)
-            streams.append(stream)
-            sel.register(stream.sock, stream.events(), stream)
-
-    def counted() -> int:
-        """Bytes that crossed the link: TCP's counts, else what we read or wrote."""
-        counts = [s.count() for s in streams]
-        return moved if None in counts else sum(c for c in counts if c is not None)
-
-    adaptive = limits.streams <= 0
-    settle_s = max(SETTLE_S, SETTLE_RTTS * idle_rtt_s)
-    samples: list[tuple[float, int]] = [(0.0, 0)]
-    step_start = 0  # sample index where the current stream count began
-    plateau: float | None = None
-    ramp_end: int | None = None
-    measure_i: int | None = None  # sample index where the measuring window starts
-    estimates: list[float] = []
+    est = Estimator(
+        max_duration_s=limits.max_duration_s,
+        max_bytes=limits.max_bytes,
+        streams=limits.streams,
+        idle_rtt_s=idle_rtt_s,
+    )
+    io = _DirectionIO(target, address, upload)
     last_change = start
     next_sample = start + SAMPLE_S
-    outcome_detail = ""
     stable: float | None = None
     try:
-        add(limits.streams if not adaptive else START_STREAMS)
+        io.add(est.streams)
         while True:
             if cancelled.is_set():
                 raise EngineError("timeout", f"{phase}: cancelled")
             now = time.monotonic()
             if now >= deadline:
-                outcome_detail = f"{phase}: reached the {limits.max_duration_s:g} s limit"
+                bound = f"{phase}: reached the {limits.max_duration_s:g} s limit"
                 break
-            allowance = limits.max_bytes - moved
-            if allowance <= 0:
-                outcome_detail = f"{phase}: reached the {limits.max_bytes} byte limit"
+            if io.moved >= limits.max_bytes:
+                bound = f"{phase}: reached the {limits.max_bytes} byte limit"
                 break
-            for key, mask in sel.select(timeout=max(0.0, min(next_sample, deadline) - now)):
-                stream: _Stream = key.data
-                old_sock = stream.sock
-                if stream.connecting:
-                    stream.on_connected()
-                    sel.modify(stream.sock, stream.events(), stream)
-                    continue
-                if mask & selectors.EVENT_READ and (upload or allowance > 0):
-                    got = stream.on_readable(view[: min(RECV_BYTES, allowance) if not upload else RECV_BYTES])
-                    if not upload:
-                        moved += got
-                        allowance -= got
-                if mask & selectors.EVENT_WRITE and stream.sock is old_sock:
-                    sent = stream.on_writable(allowance)
-                    moved += sent
-                    allowance -= sent
-                if stream.sock is not old_sock:
-                    sel.unregister(old_sock)
-                    sel.register(stream.sock, stream.events(), stream)
-                else:
-                    sel.modify(stream.sock, stream.events(), stream)
-            now = time.monotonic()
-            for stream in streams:
-                if stream.connecting and now > stream.connect_by:
-                    raise EngineError(
-                        "timeout", f"cannot connect to {target.host}:{target.port} within {IO_TIMEOUT_S:g} s"
-                    )
-                if now > stream.head_deadline and not stream.resp.headers_done:
-                    raise EngineError(
-                        "timeout", f"{stream.resp.what}: no response headers within {IO_TIMEOUT_S:g} s"
-                    )
-            if now < next_sample:
+            io.step(min(next_sample, deadline) - now, limits.max_bytes)
+            if (now := time.monotonic()) < next_sample:
                 continue
             next_sample += SAMPLE_S
-            t, total = now - start, counted()
-            if total != samples[-1][1]:
+            total = io.counted()
+            if total != est.samples[-1][1]:
                 last_change = now
             elif now - last_change > IO_TIMEOUT_S:
                 raise EngineError("timeout", f"{phase}: no data for {IO_TIMEOUT_S:g} s")
-            samples.append((t, total))
-            i = len(samples) - 1
-            if measure_i is None:
-                rate = _rate(samples, i)
-                if progress is not None:
-                    progress(phase, rate * 8)
-                if ramp_end is not None:
-                    if t >= samples[ramp_end][0] + settle_s - SAMPLE_S / 2:
-                        measure_i = i
-                    continue
-                if i - step_start < 3:  # two full windows past the last stream change
-                    continue
-                rising = rate > _rate(samples, i - 1) * RAMP_GROWTH
-                # Half the time or the bytes gone: measure what there is. On a gigabit line the
-                # byte limit (250 MB is ~2.3 s at 900 Mbit/s) comes long before the time limit.
-                ramp_cap = t >= limits.max_duration_s / 2 or moved >= limits.max_bytes / 2
-                if rising and not ramp_cap:
-                    continue
-                if (
-                    adaptive
-                    and not ramp_cap
-                    and len(streams) < MAX_STREAMS
-                    and (plateau is None or rate > plateau * STEP_GAIN)
-                    and not _queueing(streams, idle_rtt_s)
-                    and _can_pay_a_step(rate, limits.max_bytes - moved, settle_s)
-                ):
-                    plateau = rate
-                    add(min(STREAM_STEP, MAX_STREAMS - len(streams)))
-                    step_start = i
-                    continue
-                ramp_end = i
-                continue
-            span, got = t - samples[measure_i][0], total - samples[measure_i][1]
-            estimate = _goodput(samples[measure_i:])
-            estimates.append(estimate)
+            decision = est.sample(now - start, total, io.moved, io.median_rtt())
             if progress is not None:
-                progress(phase, estimate * 8)
-            if (
-                span >= MIN_MEASURE_S - SAMPLE_S / 2
-                and got >= MIN_MEASURE_BYTES
-                and _stable(estimates[-STABLE_K:])
-            ):
-                stable = estimate * 8
+                progress(phase, decision.rate * 8)
+            io.add(decision.add_streams)
+            if decision.stable is not None:
+                stable = decision.stable * 8
                 break
-        if stable is None and (now := time.monotonic()) - start > samples[-1][0]:
-            samples.append((now - start, counted()))  # up to the stop: a short test still has a rate
+        stop = est.stopped(time.monotonic() - start, io.counted()) if stable is None else None
     finally:
-        # Upload: what crossed the line (data still in our send buffer is dropped by the reset below),
-        # at most the body bytes written: acknowledged bytes also cover our request headers, which
-        # the byte limit does not bound. Download: what we read, which the byte limit bounds.
-        if upload:
-            moved = min(counted(), moved)
-        for stream in streams:
-            _abort(stream.sock)
-        sel.close()
-    if stable is not None:
-        return _Outcome(stable, moved, len(streams), time.monotonic() - start)
+        io.close()
+    seconds = time.monotonic() - start
+    if stop is None:
+        assert stable is not None
+        return _Outcome(stable, io.moved, len(io.streams), seconds)
     # A bound came first (at 900 Mbit/s 250 MB is ~2.3 s): what the link carried so far is what it
-    # can carry at least. A shorter stability rule here read 0.85 of the limit at 900 Mbit/s 30 ms,
-    # unflagged, while the streams were still recovering from slow start's losses.
-    floor = _lower_bound(samples, estimates) if samples[-1][1] >= MIN_MEASURE_BYTES else 0.0
-    if floor > 0:
-        return _Outcome(floor * 8, moved, len(streams), time.monotonic() - start, lower_bound=True)
+    # can carry at least.
+    if stop.lower_bound > 0:
+        return _Outcome(stop.lower_bound * 8, io.moved, len(io.streams), seconds, lower_bound=True)
     # Nothing crossed the link: no figure, only words saying how far it got.
-    shown = f"last estimate {estimates[-1] * 8 / 1e6:.2f} Mbit/s" if estimates else "still ramping up"
-    got = samples[-1][1] - samples[measure_i][1] if measure_i is not None else 0
-    detail = f"{outcome_detail} without a stable estimate ({shown}, {got} bytes past the ramp-up)"
-    return _Outcome(None, moved, len(streams), time.monotonic() - start, detail)
+    shown = (
+        "still ramping up"
+        if stop.last_estimate is None
+        else f"last estimate {stop.last_estimate * 8 / 1e6:.2f} Mbit/s"
+    )
+    detail = f"{bound} without a stable estimate ({shown}, {stop.measured_bytes} bytes past the ramp-up)"
+    return _Outcome(None, io.moved, len(io.streams), seconds, detail)
+
+
+class _DirectionIO:
+    """One direction's streams on one selector: the socket side of `_run_direction`."""
+
+    def __init__(self, target: Target, address: _Address, upload: bool) -> None:
+        self.target = target
+        self.address = address
+        self.upload = upload
+        self.sel = selectors.DefaultSelector()
+        self.streams: list[_Stream] = []
+        self.view = memoryview(bytearray(RECV_BYTES))
+        self.moved = 0  # download: received; upload: written (what the data budget pays)
+
+    def add(self, count: int) -> None:
+        for _ in range(count):
+            stream = _Stream(self.target, self.address, self.upload)
+            self.streams.append(stream)
+            self.sel.register(stream.sock, stream.events(), stream)
+
+    def counted(self) -> int:
+        """Bytes that crossed the link: TCP's counts, else what we read or wrote."""
+        counts = [s.count() for s in self.streams]
+        return self.moved if None in counts else sum(c for c in counts if c is not None)
+
+    def median_rtt(self) -> float:
+        """The streams' median RTT now, queueing included (0: not known)."""
+        rtts = [r for r in (s.rtt() for s in self.streams) if r > 0]
+        return statistics.median(rtts) if rtts else 0.0
+
+    def step(self, timeout: float, max_bytes: int) -> None:
+        """Serve the sockets ready within `timeout` s, moving at most the bytes `max_bytes` leaves."""
+        allowance = max_bytes - self.moved
+        for key, mask in self.sel.select(timeout=max(0.0, timeout)):
+            stream: _Stream = key.data
+            old_sock = stream.sock
+            if stream.connecting:
+                stream.on_connected()
+                self.sel.modify(stream.sock, stream.events(), stream)
+                continue
+            if mask & selectors.EVENT_READ and (self.upload or allowance > 0):
+                got = stream.on_readable(
+                    self.view[: min(RECV_BYTES, allowance) if not self.upload else RECV_BYTES]
+                )
+                if not self.upload:
+                    self.moved += got
+                    allowance -= got
+            if mask & selectors.EVENT_WRITE and stream.sock is old_sock:
+                sent = stream.on_writable(allowance)
+                self.moved += sent
+                allowance -= sent
+            if stream.sock is not old_sock:
+                self.sel.unregister(old_sock)
+                self.sel.register(stream.sock, stream.events(), stream)
+            else:
+                self.sel.modify(stream.sock, stream.events(), stream)
+        now = time.monotonic()
+        for stream in self.streams:
+            if stream.connecting and now > stream.connect_by:
+                raise EngineError(
+                    "timeout",
+                    f"cannot connect to {self.target.host}:{self.target.port} within {IO_TIMEOUT_S:g} s",
+                )
+            if now > stream.head_deadline and not stream.resp.headers_done:
+                raise EngineError(
+                    "timeout", f"{stream.resp.what}: no response headers within {IO_TIMEOUT_S:g} s"
+                )
+
+    def close(self) -> None:
+        """Reset every stream. Upload: `moved` becomes what crossed the line.
+
+        Data still in our send buffer is dropped by the reset, so upload counts at most the body
+        bytes written: acknowledged bytes also cover our request headers, which the byte limit does
+        not bound. Download: what we read, which the byte limit bounds.
+        """
+        if self.upload:
+            self.moved = min(self.counted(), self.moved)
+        for stream in self.streams:
+            _abort(stream.sock)
+        self.sel.close()
 
 
 def _address(target: Target, sock: socket.socket | None) -> _Address:
@@ -603,75 +555,6 @@ def _address(target: Target, sock: socket.socket | None) -> _Address:
     except OSError as exc:
         raise EngineError(reason_for(exc), f"cannot resolve {target.host}: {exc}") from None
     return family, (str(addr[0]), int(addr[1]))
-
-
-def _can_pay_a_step(rate: float, allowance: int, settle_s: float) -> bool:
-    """Whether the bytes left pay for a stream step: its ramp-up, the settle and a full measurement.
-
-    A step restarts the ramp; at a high rate the byte limit would then come before any stable
-    estimate (at 900 Mbit/s a step costs ~350 MB, more than the default limit of 250 MB).
-    """
-    return rate * (3 * SAMPLE_S + settle_s + MIN_MEASURE_S) <= allowance
-
-
-def _queueing(streams: list[_Stream], idle_rtt_s: float) -> bool:
-    """Whether the streams' RTT shows a standing queue at the bottleneck: the link is full.
-
-    Then more streams cannot raise the rate (they only help while windows, not the link, limit it),
-    so the stream step, which costs a ramp-up of its own, is skipped.
-    """
-    rtts = [r for r in (s.rtt() for s in streams) if r > 0]
-    if not rtts or idle_rtt_s <= 0:
-        return False
-    return statistics.median(rtts) >= idle_rtt_s * QUEUE_FACTOR + QUEUE_MIN_S
-
-
-def _goodput(samples: list[tuple[float, int]]) -> float:
-    """Bytes per second over the samples (time, count), from edge samples TCP's holding back spared.
-
-    A TCP count lags what crossed the link while a stream waits for a retransmission (bytes
-    received past the hole count only once it is filled), never leads it. So among the first and
-    the last few samples take the ones lying highest above the trend line, not simply the first
-    and the last: a window starting on such a lag would count the held bytes as if they had
-    crossed inside it.
-    """
-    last = len(samples) - 1
-    edge = min(EDGE_SAMPLES, last // 4)
-    lo, hi = 0, last
-    for _ in range(3):
-        (t0, b0), (t1, b1) = samples[lo], samples[hi]
-        trend = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-        above = [b - trend * t for t, b in samples]
-        lo = max(range(edge + 1), key=above.__getitem__)
-        hi = max(range(last - edge, last + 1), key=above.__getitem__)
-    (t0, b0), (t1, b1) = samples[lo], samples[hi]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _lower_bound(samples: list[tuple[float, int]], estimates: list[float]) -> float:
-    """Bytes per second the link carried at least, for a direction a bound stopped early.
-
-    The goodput over the whole window past the ramp-up when there is one (bytes that crossed in a
-    window never exceed what the link can carry in it), else the rate over the last second of the
-    ramp (still rising: the link carries more). 0 when nothing was counted.
-    """
-    if estimates:
-        return estimates[-1]
-    (t0, b0), (t1, b1) = samples[max(0, len(samples) - 1 - EDGE_SAMPLES)], samples[-1]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _rate(samples: list[tuple[float, int]], i: int) -> float:
-    """Bytes per second over the two sample intervals ending at sample i."""
-    (t0, b0), (t1, b1) = samples[max(0, i - 2)], samples[i]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _stable(estimates: list[float], k: int = STABLE_K) -> bool:
-    if len(estimates) < k:
-        return False
-    mean = statistics.fmean(estimates)
-    return mean > 0 and all(abs(e - mean) <= STABLE_TOL * mean for e in estimates)
 
 
 def _result(

@@ -25,7 +25,7 @@ def read(sock: socket.socket) -> TcpInfo | None:
     at 128, tcpi_data_segs_in u32 at 152, tcpi_rcv_ooopack u32 at 224 (Linux 5.4+; older kernels
     return less, and then `arrived` is 0). SACKed segments count as delivered: else a stream
     waiting for one retransmission holds back a window of bytes that then arrive "at once" in a
-    later sample; `arrived` and `ooo_packets` let a download see the same (`http_engine._Stream._held`).
+    later sample; `arrived` and `ooo_packets` let a download see the same (`estimator.HeldBytes`).
     """
     opt = getattr(socket, "TCP_INFO", None)
     if opt is None:
