@@ -5,7 +5,8 @@ engine measures it from the client namespace with its defaults, and every sample
 hands the estimator (seconds, bytes counted, bytes moved, median RTT) is written with the decision
 taken, per direction, as JSON: tests/test_bandwidth_estimator.py replays them.
 
-    .venv/bin/python bench/bandwidth_trace.py [--only 50/0,100/30,300/10] [--out tests/fixtures/bandwidth]
+    .venv/bin/python bench/bandwidth_trace.py [--only 50/0,100/30/0.01,300/10] [--max-bytes 20e6]
+        [--out tests/fixtures/bandwidth]
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from agent.bandwidth import estimator, http_engine  # noqa: E402
 from agent.bandwidth.engine import Limits  # noqa: E402
 from tests.netlab import Lab  # noqa: E402
 
-CONDITIONS = [(50.0, 0.0), (100.0, 30.0), (300.0, 10.0)]
+CONDITIONS = [(50.0, 0.0, 0.0), (100.0, 30.0, 0.0), (300.0, 10.0, 0.0)]  # Mbit/s, RTT ms, loss
 
 
-def record(rate_mbit: float, rtt_ms: float, out: Path) -> None:
+def record(rate_mbit: float, rtt_ms: float, loss: float, limits: Limits, out: Path) -> None:
     traces: list[dict[str, Any]] = []
 
     class Recording(estimator.Estimator):
@@ -43,7 +44,11 @@ def record(rate_mbit: float, rtt_ms: float, out: Path) -> None:
             self.trace["samples"].append([t, count, moved, rtt_s, decision.add_streams, decision.stable])
             return decision
 
-    with Lab(rate_mbit=rate_mbit, rtt_ms=rtt_ms, prefix="hrtr") as lab:
+        def stopped(self, t: float, count: int) -> estimator.Stopped:
+            self.trace["stop"] = [t, count]  # a bound came first: where
+            return super().stopped(t, count)
+
+    with Lab(rate_mbit=rate_mbit, rtt_ms=rtt_ms, loss=loss, prefix="hrtr") as lab:
         srv = lab.popen(
             lab.server_ns,
             [sys.executable, "-m", "collector.speedtest_server", "--listen", f"{lab.server_ip}:8989"],
@@ -53,7 +58,7 @@ def record(rate_mbit: float, rtt_ms: float, out: Path) -> None:
         )
         assert srv.stdout is not None and "listening" in srv.stdout.readline()
         with mock.patch.object(http_engine, "Estimator", Recording), lab.inside(lab.client_ns):
-            test = http_engine.measure(f"http://{lab.server_ip}:8989/", Limits(), threading.Event())
+            test = http_engine.measure(f"http://{lab.server_ip}:8989/", limits, threading.Event())
         limit = lab.goodput_limit_bps
     for direction, trace, bps, lower in zip(
         ("download", "upload"),
@@ -65,27 +70,35 @@ def record(rate_mbit: float, rtt_ms: float, out: Path) -> None:
         trace.update(
             rate_mbit=rate_mbit,
             rtt_ms=rtt_ms,
+            loss=loss,
             direction=direction,
             goodput_limit_bps=limit,
             result_bps=bps,
             lower_bound=lower,
         )
-        name = out / f"{rate_mbit:g}mbit-{rtt_ms:g}ms-{direction}.json"
+        tags = (f"-loss{loss:g}" if loss else "") + (
+            f"-{limits.max_bytes / 1e6:g}MB" if limits != Limits() else ""
+        )
+        name = out / f"{rate_mbit:g}mbit-{rtt_ms:g}ms{tags}-{direction}.json"
         name.write_text(json.dumps(trace, indent=None) + "\n")
         print(f"{name}: {len(trace['samples'])} samples, {bps and bps / limit:.4f} of the limit")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="conditions RATE/RTT, comma-separated (default 50/0,100/30,300/10)")
+    parser.add_argument(
+        "--only", help="conditions RATE/RTT[/LOSS], comma-separated (default 50/0,100/30,300/10)"
+    )
+    parser.add_argument("--max-bytes", type=float, help="byte limit per direction (default the engine's)")
     parser.add_argument("--out", type=Path, default=ROOT / "tests" / "fixtures" / "bandwidth")
     args = parser.parse_args()
     conditions = CONDITIONS
     if args.only:
-        conditions = [(float(r), float(d)) for r, d in (c.split("/") for c in args.only.split(","))]
+        conditions = [(*map(float, c.split("/")), 0.0)[:3] for c in args.only.split(",")]  # type: ignore[misc]
     args.out.mkdir(parents=True, exist_ok=True)
-    for rate_mbit, rtt_ms in conditions:
-        record(rate_mbit, rtt_ms, args.out)
+    limits = Limits() if args.max_bytes is None else Limits(max_bytes=int(args.max_bytes))
+    for rate_mbit, rtt_ms, loss in conditions:
+        record(rate_mbit, rtt_ms, loss, limits, args.out)
 
 
 if __name__ == "__main__":

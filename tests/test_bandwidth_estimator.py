@@ -138,7 +138,9 @@ def test_recorded_lab_trace_replays_to_the_same_decisions(path: Path) -> None:
         decision = est.sample(t, count, moved, rtt_s)
         assert (decision.add_streams, decision.stable) == (add_streams, stable), (path.name, t)
     result = trace["result_bps"]
-    if trace["lower_bound"]:
+    if trace["lower_bound"]:  # a bound came first: the same floor, below the limit
+        assert est.stopped(*trace["stop"]).lower_bound * 8 == pytest.approx(result)
+        assert 0.3 < result / trace["goodput_limit_bps"] < 1.03
         return
     assert result == pytest.approx(trace["samples"][-1][5] * 8)
     assert abs(result / trace["goodput_limit_bps"] - 1) <= 0.05
