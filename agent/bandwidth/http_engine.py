@@ -20,20 +20,8 @@ stream never stalls the others) and samples the byte count every 250 ms:
   acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS), not bytes written, which only
   reached our own send buffer. Where TCP_INFO is missing, bytes read or written are counted (see
   `agent/bandwidth/tcp_info.py`).
-- Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus, the
-  last step still raised it by 10% or more, and the streams' RTT shows no standing queue (median
-  below idle latency × 1.2 + 2 ms), up to 16, while the bytes left pay for the step's ramp-up and
-  a measurement. More streams only help when the windows, not the link, limit the rate; a queue
-  at the bottleneck says the link is full already.
-- Ramp-up (slow start, and each stream step) is discarded: it ends 0.5 s or 20 idle RTTs
-  (whichever is longer: recovery from slow start's losses takes RTTs; rounded to the nearest
-  sample) after the 0.5 s rate grows less than 5% from one sample to the next, or at half of the
-  allowed duration or bytes (a fast line must still have room to be measured).
-- Goodput = bytes between two samples / the time between them, the samples taken from the first
-  and the last second of the window past the ramp-up: those lying highest above the trend line,
-  since a TCP count lags while a stream waits for a retransmission and never leads (`estimator.goodput`).
-  The test stops as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean, after
-  at least 2 s (8 samples) and 256 KiB past the ramp.
+- Streams, ramp-up, goodput and when to stop: agent/bandwidth/estimator.py decides, fed each
+  sample; this module only moves the bytes and reads TCP's counters.
 - Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
   before the stability rule above, the result is the goodput measured so far, flagged as a lower
   bound (`download_lower_bound`, `upload_lower_bound`): what crossed the link is what it carries
