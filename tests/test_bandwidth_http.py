@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.bandwidth import http_engine
-from agent.bandwidth.engine import EngineError, Limits
+from agent.bandwidth import estimator, http_engine, http_response, tcp_info
+from agent.bandwidth.engine import BandwidthTest, EngineError, Limits
 from collector.speedtest_server import ServerSettings, SpeedtestServer, serve
 
 FAST = Limits(max_duration_s=10.0, max_bytes=400_000_000)
@@ -125,7 +125,7 @@ def raw() -> Iterator[Callable[[Callable[[socket.socket, str], bool]], RawServer
         server.close()
 
 
-def run(url: str, limits: Limits = FAST, **kw: object) -> http_engine.BandwidthTest:
+def run(url: str, limits: Limits = FAST, **kw: object) -> BandwidthTest:
     return http_engine.measure(url, limits, threading.Event(), **kw)  # type: ignore[arg-type]
 
 
@@ -386,7 +386,7 @@ def test_chunked_parser_at_any_split(split: int) -> None:
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nA: b\r\n\r\n"
     )
-    resp = http_engine.Response("t")
+    resp = http_response.Response("t")
     for i in range(0, len(wire), split):
         resp.feed(memoryview(wire[i : i + split]))
     assert resp.done and resp.body_bytes == 11 and resp.snippet == b"hello world"
@@ -406,10 +406,10 @@ def test_tcp_info_counts_delivered_and_received_bytes() -> None:
     while got < 300_000:
         got += len(client.recv(1 << 20))
     deadline = time.monotonic() + 5
-    while (http_engine._tcp_info(client) or http_engine._TcpInfo(0, 0, 0, 0)).delivered < 1_000_000:
+    while (tcp_info.read(client) or tcp_info.TcpInfo(0, 0, 0, 0)).delivered < 1_000_000:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    sent, received = http_engine._tcp_info(client), http_engine._tcp_info(peer)
+    sent, received = tcp_info.read(client), tcp_info.read(peer)
     assert sent is not None and received is not None
     assert sent.delivered in (1_000_000, 1_000_001)  # + the SYN on some kernels
     assert received.received == 1_000_000
@@ -421,20 +421,17 @@ def test_tcp_info_counts_delivered_and_received_bytes() -> None:
 
 def test_download_count_includes_bytes_held_past_a_hole() -> None:
     """While packets arrive out of order, the bytes past the hole count; after, the in-order count."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stream = http_engine._Stream(
-        http_engine.parse_server("http://127.0.0.1/"), (socket.AF_INET, listener.getsockname()), False
-    )
-    info = http_engine._TcpInfo
-    try:
-        assert stream._held(info(0, 100_000, 0, 0, arrived=101_000, ooo_packets=0)) == 0  # baseline gap 1000
-        assert stream._held(info(0, 150_000, 0, 0, arrived=251_000, ooo_packets=70)) == 100_000
-        assert stream._held(info(0, 260_000, 0, 0, arrived=301_000, ooo_packets=90)) == 40_000
-        assert stream._held(info(0, 301_000, 0, 0, arrived=303_000, ooo_packets=90)) == 0  # hole filled
-        assert stream._held(info(0, 310_000, 0, 0, arrived=322_000, ooo_packets=95)) == 10_000
-    finally:
-        stream.sock.close()
-        listener.close()
+    tracker = estimator.HeldBytes()
+
+    def held(i: tcp_info.TcpInfo) -> int:
+        return tracker.update(i.arrived, i.received, i.ooo_packets)
+
+    info = tcp_info.TcpInfo
+    assert held(info(0, 100_000, 0, 0, arrived=101_000, ooo_packets=0)) == 0  # baseline gap 1000
+    assert held(info(0, 150_000, 0, 0, arrived=251_000, ooo_packets=70)) == 100_000
+    assert held(info(0, 260_000, 0, 0, arrived=301_000, ooo_packets=90)) == 40_000
+    assert held(info(0, 301_000, 0, 0, arrived=303_000, ooo_packets=90)) == 0  # hole filled
+    assert held(info(0, 310_000, 0, 0, arrived=322_000, ooo_packets=95)) == 10_000
 
 
 def test_goodput_skips_an_edge_where_tcp_held_bytes_back() -> None:
@@ -445,32 +442,32 @@ def test_goodput_skips_an_edge_where_tcp_held_bytes_back() -> None:
     samples[-1] = (3.0, int(rate * 3.0) - 150_000)  # and a lag at the end
     naive = (samples[-1][1] - samples[0][1]) / 3.0
     assert naive > rate * 1.01
-    assert abs(http_engine._goodput(samples) / rate - 1) < 0.001
+    assert abs(estimator.goodput(samples) / rate - 1) < 0.001
 
 
 def test_goodput_keeps_a_real_slowdown() -> None:
     """A genuine change of rate inside the window is averaged, not edited away."""
     samples = [(0.25 * i, 250_000 * i if i <= 6 else 1_500_000 + 125_000 * (i - 6)) for i in range(13)]
-    got = http_engine._goodput(samples)
+    got = estimator.goodput(samples)
     assert 0.7e6 < got < 0.8e6  # 2.25 MB in 3 s
 
 
 def test_lower_bound_is_the_window_goodput_or_the_ramps_last_second() -> None:
     """Past the ramp: the goodput over the window; still ramping: the rate over the last second."""
     ramp = [(0.25 * i, 100_000 * i * i) for i in range(7)]  # rising: 0.5 → 1.1 MB/s per sample
-    assert http_engine._lower_bound(ramp, []) == pytest.approx((3_600_000 - 400_000) / 1.0)
-    assert http_engine._lower_bound(ramp, [7e6, 8e6]) == 8e6
-    assert http_engine._lower_bound([(0.0, 0)], []) == 0.0
+    assert estimator.lower_bound(ramp, []) == pytest.approx((3_600_000 - 400_000) / 1.0)
+    assert estimator.lower_bound(ramp, [7e6, 8e6]) == 8e6
+    assert estimator.lower_bound([(0.0, 0)], []) == 0.0
 
 
 def test_a_stream_step_needs_bytes_for_its_ramp_and_a_measurement() -> None:
     """At 900 Mbit/s a step (~350 MB) does not fit 250 MB; at 100 Mbit/s (~40 MB) it does."""
-    assert not http_engine._can_pay_a_step(107.6e6, 250_000_000, 0.5)
-    assert http_engine._can_pay_a_step(11.95e6, 250_000_000, 0.6)
+    assert not estimator.can_pay_a_step(107.6e6, 250_000_000, 0.5)
+    assert estimator.can_pay_a_step(11.95e6, 250_000_000, 0.6)
 
 
 @pytest.fixture(scope="module")
-def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, float]]]:
+def shaped() -> Iterator[Callable[[Limits], tuple[BandwidthTest, float]]]:
     """A tbf-shaped 50 Mbit/s lab link with our speedtest server behind it, built once.
 
     Yields measure(limits) -> (the test, the link's goodput limit in bit/s).
@@ -492,7 +489,7 @@ def shaped() -> Iterator[Callable[[Limits], tuple[http_engine.BandwidthTest, flo
         )
         assert srv.stdout is not None and "listening" in srv.stdout.readline()
 
-        def measure(limits: Limits) -> tuple[http_engine.BandwidthTest, float]:
+        def measure(limits: Limits) -> tuple[BandwidthTest, float]:
             with lab.inside(lab.client_ns):
                 test = http_engine.measure(f"http://{lab.server_ip}:8989/", limits, threading.Event())
             return test, lab.goodput_limit_bps

@@ -16,24 +16,12 @@ stream never stalls the others) and samples the byte count every 250 ms:
 - Counts come from TCP (getsockopt(TCP_INFO), Linux): download counts bytes TCP received in order
   (`tcpi_bytes_received`), not bytes read, which lag by whatever waits in the receive buffers, plus
   the bytes that arrived past a hole and wait for a retransmission (estimated from data segments ×
-  MSS while packets arrive out of order, `_Stream._held`); upload counts bytes the server
+  MSS while packets arrive out of order, `estimator.HeldBytes`); upload counts bytes the server
   acknowledged or SACKed (`tcpi_bytes_acked` + `tcpi_sacked` × MSS), not bytes written, which only
   reached our own send buffer. Where TCP_INFO is missing, bytes read or written are counted (see
-  `_tcp_info`).
-- Streams: `limits.streams` when set; otherwise 4, plus 4 more each time the rate plateaus, the
-  last step still raised it by 10% or more, and the streams' RTT shows no standing queue (median
-  below idle latency × 1.2 + 2 ms), up to 16, while the bytes left pay for the step's ramp-up and
-  a measurement. More streams only help when the windows, not the link, limit the rate; a queue
-  at the bottleneck says the link is full already.
-- Ramp-up (slow start, and each stream step) is discarded: it ends 0.5 s or 20 idle RTTs
-  (whichever is longer: recovery from slow start's losses takes RTTs; rounded to the nearest
-  sample) after the 0.5 s rate grows less than 5% from one sample to the next, or at half of the
-  allowed duration or bytes (a fast line must still have room to be measured).
-- Goodput = bytes between two samples / the time between them, the samples taken from the first
-  and the last second of the window past the ramp-up: those lying highest above the trend line,
-  since a TCP count lags while a stream waits for a retransmission and never leads (`_goodput`).
-  The test stops as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean, after
-  at least 2 s (8 samples) and 256 KiB past the ramp.
+  `agent/bandwidth/tcp_info.py`).
+- Streams, ramp-up, goodput and when to stop: agent/bandwidth/estimator.py decides, fed each
+  sample; this module only moves the bytes and reads TCP's counters.
 - Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
   before the stability rule above, the result is the goodput measured so far, flagged as a lower
   bound (`download_lower_bound`, `upload_lower_bound`): what crossed the link is what it carries
@@ -49,49 +37,30 @@ import contextlib
 import errno
 import math
 import os
-import re
 import selectors
 import socket
 import statistics
 import struct
-import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from agent.bandwidth import tcp_info
 from agent.bandwidth.engine import BandwidthTest, EngineError, Limits, Progress
-from agent.digits import ascii_hex, ascii_uint
+from agent.bandwidth.estimator import SAMPLE_S, Estimator, HeldBytes
+from agent.bandwidth.http_response import Response, check_status
 from agent.redact import Redactor
 from agent.result import reason_for
 
 MIB = 1 << 20
-SAMPLE_S = 0.25
 IO_TIMEOUT_S = 5.0  # connect, response headers, silence of a whole direction
 LATENCY_PINGS = 5
 LATENCY_BUDGET_S = 10.0
-START_STREAMS = 4
-STREAM_STEP = 4
-MAX_STREAMS = 16
-STEP_GAIN = 1.10  # a stream step must raise the plateau by this factor to try another
-RAMP_GROWTH = 1.05
-STABLE_K = 6
-STABLE_TOL = 0.02
-# The ramp is judged over when the rate stops rising, i.e. at a dip: often the losses that end
-# slow start, whose recovery takes many RTTs (with the link part idle). Wait 0.5 s or 20 RTTs.
-SETTLE_S = 0.5
-SETTLE_RTTS = 20
-MIN_MEASURE_S = 2.0
-MIN_MEASURE_BYTES = 256 * 1024
-EDGE_SAMPLES = 4  # how far into the window's edges `_goodput` looks for unlagged counts (1 s)
-# The link is judged full when the streams' median RTT reaches idle RTT × 1.2 + 2 ms.
-QUEUE_FACTOR = 1.2
-QUEUE_MIN_S = 0.002
 DOWNLOAD_CHUNKS = 25  # ckSize: MiB per download request
 UPLOAD_REQUEST_BYTES = 8 * MIB  # PHP's default post_max_size is 8M
 RECV_BYTES = 256 * 1024
 SEND_SLICE = 256 * 1024
-MAX_HEAD_BYTES = 64 * 1024
 
 _RANDOM = os.urandom(4 * MIB)  # upload payload: incompressible, generated once
 
@@ -139,147 +108,6 @@ def parse_server(server: str, token: str = "") -> Target:
     return Target(parts.hostname, port, path, parts.netloc.rsplit("@", 1)[-1], token)
 
 
-class Response:
-    """Incremental parser of one HTTP/1.x response fed with raw socket bytes.
-
-    Raises EngineError("protocol") for anything that is not HTTP, bytes past the end of the
-    response, and a body cut short at end of stream.
-    """
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.head = bytearray()
-        self.status = 0
-        self.keep_alive = True
-        self.length: int | None = None  # Content-Length; None: chunked or until close
-        self.chunked = False
-        self.body_bytes = 0
-        self.snippet = b""  # the body's first bytes, for error messages
-        self.done = False
-        self._state = "head"  # head, body, size, data, data_end, trailer
-        self._line = bytearray()
-        self._left = 0
-
-    @property
-    def headers_done(self) -> bool:
-        return self._state != "head"
-
-    def feed(self, data: memoryview, rest_ok: bool = False) -> memoryview:
-        """Parse `data`; returns what lies past the end of the response (only with `rest_ok`)."""
-        while len(data):
-            if self.done:
-                if rest_ok:  # the next pipelined response
-                    return data
-                raise EngineError("protocol", f"{self.what}: bytes after the end of the response")
-            if self._state == "head":
-                data = self._feed_head(data)
-            elif self._state == "body":
-                take = len(data) if self.length is None else min(len(data), self.length - self.body_bytes)
-                self._body(data[:take])
-                data = data[take:]
-                if self.length is not None and self.body_bytes == self.length:
-                    self.done = True
-            elif self._state == "data":
-                take = min(len(data), self._left)
-                self._body(data[:take])
-                self._left -= take
-                data = data[take:]
-                if self._left == 0:
-                    self._state = "data_end"
-            else:  # size, data_end, trailer: small lines
-                data = self._feed_line(data)
-        return data
-
-    def eof(self) -> None:
-        """The peer closed the connection: fine only when the body runs until close."""
-        if self.done:
-            return
-        if self._state == "body" and self.length is None:
-            self.done = True
-            self.keep_alive = False
-            return
-        if self._state == "head":
-            got = f"after {len(self.head)} header bytes" if self.head else "without answering"
-            raise EngineError("protocol", f"{self.what}: server closed the connection {got}")
-        expected = f" of {self.length}" if self.length is not None else ""
-        raise EngineError(
-            "protocol",
-            f"{self.what}: body cut short: connection closed after {self.body_bytes}{expected} bytes",
-        )
-
-    def _body(self, data: memoryview) -> None:
-        if len(self.snippet) < 200:
-            self.snippet += bytes(data[: 200 - len(self.snippet)])
-        self.body_bytes += len(data)
-
-    def _feed_head(self, data: memoryview) -> memoryview:
-        before = len(self.head)
-        self.head += data[:MAX_HEAD_BYTES]
-        end = self.head.find(b"\r\n\r\n", max(0, before - 3))
-        if end < 0:
-            if not re.match(rb"HTTP/1\.[01] ", self.head[:9]) and len(self.head) >= 9:
-                raise EngineError("protocol", f"{self.what}: not an HTTP response: {bytes(self.head[:40])!r}")
-            if len(self.head) >= MAX_HEAD_BYTES:
-                raise EngineError("protocol", f"{self.what}: response headers longer than 64 KiB")
-            return data[len(data) :]
-        rest = data[end + 4 - before :]
-        del self.head[end + 4 :]
-        self._parse_head(bytes(self.head[:end]).decode("latin-1"))
-        return rest
-
-    def _parse_head(self, head: str) -> None:
-        lines = head.split("\r\n")
-        m = re.fullmatch(r"HTTP/1\.([01]) ([0-9]{3})(?: .*)?", lines[0])
-        if not m:
-            raise EngineError("protocol", f"{self.what}: not an HTTP status line: {lines[0][:60]!r}")
-        self.status = int(m.group(2))
-        fields: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise EngineError("protocol", f"{self.what}: malformed header line {line[:60]!r}")
-            fields[name.strip().lower()] = value.strip()
-        connection = fields.get("connection", "").lower()
-        self.keep_alive = "close" not in connection and (m.group(1) == "1" or "keep-alive" in connection)
-        if "chunked" in fields.get("transfer-encoding", "").lower():
-            self.chunked = True
-            self._state = "size"
-        elif "content-length" in fields:
-            length = ascii_uint(fields["content-length"])
-            if length is None:
-                raise EngineError("protocol", f"{self.what}: bad Content-Length")
-            self.length = length
-            self._state = "body"
-            self.done = self.length == 0
-        else:
-            self._state = "body"
-            self.keep_alive = False  # the body runs until the server closes
-
-    def _feed_line(self, data: memoryview) -> memoryview:
-        piece = bytes(data[: 1024 - len(self._line)])
-        nl = piece.find(b"\n")
-        if nl < 0:
-            self._line += piece
-            if len(self._line) >= 1024:
-                raise EngineError("protocol", f"{self.what}: malformed chunked encoding")
-            return data[len(piece) :]
-        line = bytes(self._line + piece[:nl]).rstrip(b"\r")
-        self._line.clear()
-        if self._state == "size":
-            size = ascii_hex(line.split(b";")[0].strip().decode("latin-1"))
-            if size is None:
-                raise EngineError("protocol", f"{self.what}: bad chunk size {line[:20]!r}")
-            self._left = size
-            self._state = "data" if self._left else "trailer"
-        elif self._state == "data_end":
-            if line:
-                raise EngineError("protocol", f"{self.what}: chunk longer than its declared size")
-            self._state = "size"
-        elif not line:  # trailer: ends at an empty line
-            self.done = True
-        return data[nl + 1 :]
-
-
 def _connect(target: Target, deadline: float) -> socket.socket:
     timeout = max(0.1, deadline - time.monotonic())
     try:
@@ -295,56 +123,6 @@ def _abort(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
-
-
-@dataclass(frozen=True)
-class _TcpInfo:
-    delivered: int  # bytes of ours the peer has: acknowledged, plus SACKed past a hole
-    received: int  # bytes we received in order
-    rtt_s: float  # sender's smoothed RTT (0: none yet)
-    rcv_rtt_s: float  # receiver's RTT estimate (0: none yet)
-    arrived: int = 0  # data segments received, in order or not, × receiver's MSS (0: not known)
-    ooo_packets: int = 0  # packets that arrived out of order, cumulative
-
-
-def _tcp_info(sock: socket.socket) -> _TcpInfo | None:
-    """Counters from struct tcp_info (Linux 4.1+); None where TCP_INFO is missing.
-
-    Offsets: tcpi_snd_mss u32 at 16, tcpi_rcv_mss u32 at 20, tcpi_sacked u32 at 28, tcpi_rtt u32
-    (µs) at 68, tcpi_rcv_rtt u32 (µs) at 92, tcpi_bytes_acked u64 at 120, tcpi_bytes_received u64
-    at 128, tcpi_data_segs_in u32 at 152, tcpi_rcv_ooopack u32 at 224 (Linux 5.4+; older kernels
-    return less, and then `arrived` is 0). SACKed segments count as delivered: else a stream
-    waiting for one retransmission holds back a window of bytes that then arrive "at once" in a
-    later sample; `arrived` and `ooo_packets` let a download see the same (`_Stream._held`).
-    """
-    opt = getattr(socket, "TCP_INFO", None)
-    if opt is None:
-        return None
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, opt, 232)
-    except OSError:
-        return None
-    if len(info) < 136:
-        return None
-
-    def field(offset: int, size: int = 4) -> int:
-        return int.from_bytes(info[offset : offset + size], sys.byteorder)
-
-    return _TcpInfo(
-        delivered=field(120, 8) + field(28) * field(16),
-        received=field(128, 8),
-        rtt_s=field(68) / 1e6,
-        rcv_rtt_s=field(92) / 1e6,
-        arrived=field(152) * field(20) if len(info) >= 228 else 0,
-        ooo_packets=field(224) if len(info) >= 228 else 0,
-    )
-
-
-def _check_status(resp: Response) -> None:
-    """Raise for a non-200 answer once its body (which says why) is in, or enough of it."""
-    if resp.headers_done and resp.status != 200 and (resp.done or len(resp.snippet) >= 120):
-        body = resp.snippet.decode("utf-8", "replace").strip()[:120]
-        raise EngineError("http_status", f"{resp.what}: HTTP {resp.status} {body}".rstrip())
 
 
 def _exchange(sock: socket.socket, request: bytes, what: str, deadline: float) -> Response:
@@ -365,13 +143,13 @@ def _exchange(sock: socket.socket, request: bytes, what: str, deadline: float) -
                 resp.eof()
             else:
                 resp.feed(view[:n])
-            _check_status(resp)
+            check_status(resp)
     except OSError as exc:
         reason = reason_for(exc)
         raise EngineError(
             reason, f"{what}: {'no complete answer in time' if reason == 'timeout' else exc}"
         ) from None
-    _check_status(resp)
+    check_status(resp)
     return resp
 
 
@@ -430,10 +208,6 @@ class _Stream:
         self.before = 0  # bytes counted (acked or received) on this stream's earlier connections
         self._open()
 
-    def _reset_held(self) -> None:
-        self._ooo_packets = -1  # tcpi_rcv_ooopack at the last count (-1: none yet)
-        self._sync_gap = 0  # arrived - received when nothing was last held
-
     def _open(self) -> None:
         family, addr = self.address
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -445,7 +219,7 @@ class _Stream:
         self.resp = Response("connect")  # the oldest answer awaited
         self.next_resp: Response | None = None  # upload: the answer to the request sent behind it
         self.head_deadline = math.inf
-        self._reset_held()
+        self.held = HeldBytes()  # per connection
         err = self.sock.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS):
             self.sock.close()
@@ -550,7 +324,7 @@ class _Stream:
         data = view[:n]
         while True:
             data = self.resp.feed(data, rest_ok=self.next_resp is not None)
-            _check_status(self.resp)
+            check_status(self.resp)
             if not self.resp.done:
                 return n
             if self.sending and self.next_resp is None:
@@ -583,31 +357,16 @@ class _Stream:
         """Bytes this stream moved at the TCP level: delivered (upload) or received (download)."""
         if self.connecting:
             return self.before
-        info = _tcp_info(self.sock)
+        info = tcp_info.read(self.sock)
         if info is None:
             return None
         if self.upload:
             return self.before + info.delivered
-        return self.before + info.received + self._held(info)
-
-    def _held(self, info: _TcpInfo) -> int:
-        """Bytes that arrived past a hole and wait for a retransmission (download).
-
-        While no packet arrived out of order since the last count nothing is held, and the gap
-        between bytes arrived (data segments × MSS) and bytes received in order is the baseline;
-        while packets do arrive out of order, the gap's growth beyond it is what is held.
-        """
-        gap = info.arrived - info.received
-        if info.ooo_packets == self._ooo_packets or self._ooo_packets < 0 or not info.arrived:
-            self._ooo_packets = info.ooo_packets
-            self._sync_gap = gap
-            return 0
-        self._ooo_packets = info.ooo_packets
-        return max(0, gap - self._sync_gap)
+        return self.before + info.received + self.held.update(info.arrived, info.received, info.ooo_packets)
 
     def rtt(self) -> float:
         """The RTT TCP sees on this connection now, queueing included (0: not known)."""
-        info = None if self.connecting else _tcp_info(self.sock)
+        info = None if self.connecting else tcp_info.read(self.sock)
         if info is None:
             return 0.0
         return info.rtt_s if self.upload else info.rcv_rtt_s
@@ -632,158 +391,153 @@ def _run_direction(
     progress: Progress | None,
     idle_rtt_s: float,
 ) -> _Outcome:
+    """Drive one direction's streams; the estimator decides when to add streams and when to stop."""
     phase = "upload" if upload else "download"
     start = time.monotonic()
     deadline = start + limits.max_duration_s
-    sel = selectors.DefaultSelector()
-    streams: list[_Stream] = []
-    buf = bytearray(RECV_BYTES)
-    view = memoryview(buf)
-    moved = 0  # download: received; upload: written (what the data budget pays)
-
-    def add(count: int) -> None:
-        for _ in range(count):
-            stream = _Stream(target, address, upload)
-            streams.append(stream)
-            sel.register(stream.sock, stream.events(), stream)
-
-    def counted() -> int:
-        """Bytes that crossed the link: TCP's counts, else what we read or wrote."""
-        counts = [s.count() for s in streams]
-        return moved if None in counts else sum(c for c in counts if c is not None)
-
-    adaptive = limits.streams <= 0
-    settle_s = max(SETTLE_S, SETTLE_RTTS * idle_rtt_s)
-    samples: list[tuple[float, int]] = [(0.0, 0)]
-    step_start = 0  # sample index where the current stream count began
-    plateau: float | None = None
-    ramp_end: int | None = None
-    measure_i: int | None = None  # sample index where the measuring window starts
-    estimates: list[float] = []
+    est = Estimator(
+        max_duration_s=limits.max_duration_s,
+        max_bytes=limits.max_bytes,
+        streams=limits.streams,
+        idle_rtt_s=idle_rtt_s,
+    )
+    io = _DirectionIO(target, address, upload)
     last_change = start
     next_sample = start + SAMPLE_S
-    outcome_detail = ""
     stable: float | None = None
     try:
-        add(limits.streams if not adaptive else START_STREAMS)
+        io.add(est.streams)
         while True:
             if cancelled.is_set():
                 raise EngineError("timeout", f"{phase}: cancelled")
             now = time.monotonic()
             if now >= deadline:
-                outcome_detail = f"{phase}: reached the {limits.max_duration_s:g} s limit"
+                bound = f"{phase}: reached the {limits.max_duration_s:g} s limit"
                 break
-            allowance = limits.max_bytes - moved
-            if allowance <= 0:
-                outcome_detail = f"{phase}: reached the {limits.max_bytes} byte limit"
+            if io.moved >= limits.max_bytes:
+                bound = f"{phase}: reached the {limits.max_bytes} byte limit"
                 break
-            for key, mask in sel.select(timeout=max(0.0, min(next_sample, deadline) - now)):
-                stream: _Stream = key.data
-                old_sock = stream.sock
-                if stream.connecting:
-                    stream.on_connected()
-                    sel.modify(stream.sock, stream.events(), stream)
-                    continue
-                if mask & selectors.EVENT_READ and (upload or allowance > 0):
-                    got = stream.on_readable(view[: min(RECV_BYTES, allowance) if not upload else RECV_BYTES])
-                    if not upload:
-                        moved += got
-                        allowance -= got
-                if mask & selectors.EVENT_WRITE and stream.sock is old_sock:
-                    sent = stream.on_writable(allowance)
-                    moved += sent
-                    allowance -= sent
-                if stream.sock is not old_sock:
-                    sel.unregister(old_sock)
-                    sel.register(stream.sock, stream.events(), stream)
-                else:
-                    sel.modify(stream.sock, stream.events(), stream)
-            now = time.monotonic()
-            for stream in streams:
-                if stream.connecting and now > stream.connect_by:
-                    raise EngineError(
-                        "timeout", f"cannot connect to {target.host}:{target.port} within {IO_TIMEOUT_S:g} s"
-                    )
-                if now > stream.head_deadline and not stream.resp.headers_done:
-                    raise EngineError(
-                        "timeout", f"{stream.resp.what}: no response headers within {IO_TIMEOUT_S:g} s"
-                    )
+            now = io.step(min(next_sample, deadline) - now, limits.max_bytes)
             if now < next_sample:
                 continue
             next_sample += SAMPLE_S
-            t, total = now - start, counted()
-            if total != samples[-1][1]:
+            total = io.counted()
+            if total != est.samples[-1][1]:
                 last_change = now
             elif now - last_change > IO_TIMEOUT_S:
                 raise EngineError("timeout", f"{phase}: no data for {IO_TIMEOUT_S:g} s")
-            samples.append((t, total))
-            i = len(samples) - 1
-            if measure_i is None:
-                rate = _rate(samples, i)
-                if progress is not None:
-                    progress(phase, rate * 8)
-                if ramp_end is not None:
-                    if t >= samples[ramp_end][0] + settle_s - SAMPLE_S / 2:
-                        measure_i = i
-                    continue
-                if i - step_start < 3:  # two full windows past the last stream change
-                    continue
-                rising = rate > _rate(samples, i - 1) * RAMP_GROWTH
-                # Half the time or the bytes gone: measure what there is. On a gigabit line the
-                # byte limit (250 MB is ~2.3 s at 900 Mbit/s) comes long before the time limit.
-                ramp_cap = t >= limits.max_duration_s / 2 or moved >= limits.max_bytes / 2
-                if rising and not ramp_cap:
-                    continue
-                if (
-                    adaptive
-                    and not ramp_cap
-                    and len(streams) < MAX_STREAMS
-                    and (plateau is None or rate > plateau * STEP_GAIN)
-                    and not _queueing(streams, idle_rtt_s)
-                    and _can_pay_a_step(rate, limits.max_bytes - moved, settle_s)
-                ):
-                    plateau = rate
-                    add(min(STREAM_STEP, MAX_STREAMS - len(streams)))
-                    step_start = i
-                    continue
-                ramp_end = i
-                continue
-            span, got = t - samples[measure_i][0], total - samples[measure_i][1]
-            estimate = _goodput(samples[measure_i:])
-            estimates.append(estimate)
+            decision = est.sample(now - start, total, io.moved, io.median_rtt())
             if progress is not None:
-                progress(phase, estimate * 8)
-            if (
-                span >= MIN_MEASURE_S - SAMPLE_S / 2
-                and got >= MIN_MEASURE_BYTES
-                and _stable(estimates[-STABLE_K:])
-            ):
-                stable = estimate * 8
+                progress(phase, decision.rate * 8)
+            io.add(decision.add_streams)
+            if decision.stable is not None:
+                stable = decision.stable * 8
                 break
-        if stable is None and (now := time.monotonic()) - start > samples[-1][0]:
-            samples.append((now - start, counted()))  # up to the stop: a short test still has a rate
+        stop = est.stopped(time.monotonic() - start, io.counted()) if stable is None else None
     finally:
-        # Upload: what crossed the line (data still in our send buffer is dropped by the reset below),
-        # at most the body bytes written: acknowledged bytes also cover our request headers, which
-        # the byte limit does not bound. Download: what we read, which the byte limit bounds.
-        if upload:
-            moved = min(counted(), moved)
-        for stream in streams:
-            _abort(stream.sock)
-        sel.close()
-    if stable is not None:
-        return _Outcome(stable, moved, len(streams), time.monotonic() - start)
+        io.close()
+    seconds = time.monotonic() - start
+    if stop is None:
+        assert stable is not None
+        return _Outcome(stable, io.moved, len(io.streams), seconds)
     # A bound came first (at 900 Mbit/s 250 MB is ~2.3 s): what the link carried so far is what it
-    # can carry at least. A shorter stability rule here read 0.85 of the limit at 900 Mbit/s 30 ms,
-    # unflagged, while the streams were still recovering from slow start's losses.
-    floor = _lower_bound(samples, estimates) if samples[-1][1] >= MIN_MEASURE_BYTES else 0.0
-    if floor > 0:
-        return _Outcome(floor * 8, moved, len(streams), time.monotonic() - start, lower_bound=True)
+    # can carry at least.
+    if stop.lower_bound > 0:
+        return _Outcome(stop.lower_bound * 8, io.moved, len(io.streams), seconds, lower_bound=True)
     # Nothing crossed the link: no figure, only words saying how far it got.
-    shown = f"last estimate {estimates[-1] * 8 / 1e6:.2f} Mbit/s" if estimates else "still ramping up"
-    got = samples[-1][1] - samples[measure_i][1] if measure_i is not None else 0
-    detail = f"{outcome_detail} without a stable estimate ({shown}, {got} bytes past the ramp-up)"
-    return _Outcome(None, moved, len(streams), time.monotonic() - start, detail)
+    shown = (
+        "still ramping up"
+        if stop.last_estimate is None
+        else f"last estimate {stop.last_estimate * 8 / 1e6:.2f} Mbit/s"
+    )
+    detail = f"{bound} without a stable estimate ({shown}, {stop.measured_bytes} bytes past the ramp-up)"
+    return _Outcome(None, io.moved, len(io.streams), seconds, detail)
+
+
+class _DirectionIO:
+    """One direction's streams on one selector: the socket side of `_run_direction`."""
+
+    def __init__(self, target: Target, address: _Address, upload: bool) -> None:
+        self.target = target
+        self.address = address
+        self.upload = upload
+        self.sel = selectors.DefaultSelector()
+        self.streams: list[_Stream] = []
+        self.view = memoryview(bytearray(RECV_BYTES))
+        self.moved = 0  # download: received; upload: written (what the data budget pays)
+
+    def add(self, count: int) -> None:
+        for _ in range(count):
+            stream = _Stream(self.target, self.address, self.upload)
+            self.streams.append(stream)
+            self.sel.register(stream.sock, stream.events(), stream)
+
+    def counted(self) -> int:
+        """Bytes that crossed the link: TCP's counts, else what we read or wrote."""
+        counts = [s.count() for s in self.streams]
+        return self.moved if None in counts else sum(c for c in counts if c is not None)
+
+    def median_rtt(self) -> float:
+        """The streams' median RTT now, queueing included (0: not known)."""
+        rtts = [r for r in (s.rtt() for s in self.streams) if r > 0]
+        return statistics.median(rtts) if rtts else 0.0
+
+    def step(self, timeout: float, max_bytes: int) -> float:
+        """Serve the sockets ready within `timeout` s, moving at most the bytes `max_bytes` leaves.
+
+        Returns time.monotonic() after. Runs thousands of times a second: locals, not attributes.
+        """
+        sel, upload, moved = self.sel, self.upload, self.moved
+        allowance = max_bytes - moved
+        for key, mask in sel.select(timeout=max(0.0, timeout)):
+            stream: _Stream = key.data
+            old_sock = stream.sock
+            if stream.connecting:
+                stream.on_connected()
+                sel.modify(stream.sock, stream.events(), stream)
+                continue
+            if mask & selectors.EVENT_READ and (upload or allowance > 0):
+                got = stream.on_readable(
+                    self.view[: min(RECV_BYTES, allowance) if not upload else RECV_BYTES]
+                )
+                if not upload:
+                    moved += got
+                    allowance -= got
+            if mask & selectors.EVENT_WRITE and stream.sock is old_sock:
+                sent = stream.on_writable(allowance)
+                moved += sent
+                allowance -= sent
+            if stream.sock is not old_sock:
+                sel.unregister(old_sock)
+                sel.register(stream.sock, stream.events(), stream)
+            else:
+                sel.modify(stream.sock, stream.events(), stream)
+            self.moved = moved  # kept current: an error raised above leaves the bytes counted
+        now = time.monotonic()
+        for stream in self.streams:
+            if stream.connecting and now > stream.connect_by:
+                raise EngineError(
+                    "timeout",
+                    f"cannot connect to {self.target.host}:{self.target.port} within {IO_TIMEOUT_S:g} s",
+                )
+            if now > stream.head_deadline and not stream.resp.headers_done:
+                raise EngineError(
+                    "timeout", f"{stream.resp.what}: no response headers within {IO_TIMEOUT_S:g} s"
+                )
+        return now
+
+    def close(self) -> None:
+        """Reset every stream. Upload: `moved` becomes what crossed the line.
+
+        Data still in our send buffer is dropped by the reset, so upload counts at most the body
+        bytes written: acknowledged bytes also cover our request headers, which the byte limit does
+        not bound. Download: what we read, which the byte limit bounds.
+        """
+        if self.upload:
+            self.moved = min(self.counted(), self.moved)
+        for stream in self.streams:
+            _abort(stream.sock)
+        self.sel.close()
 
 
 def _address(target: Target, sock: socket.socket | None) -> _Address:
@@ -797,73 +551,31 @@ def _address(target: Target, sock: socket.socket | None) -> _Address:
     return family, (str(addr[0]), int(addr[1]))
 
 
-def _can_pay_a_step(rate: float, allowance: int, settle_s: float) -> bool:
-    """Whether the bytes left pay for a stream step: its ramp-up, the settle and a full measurement.
-
-    A step restarts the ramp; at a high rate the byte limit would then come before any stable
-    estimate (at 900 Mbit/s a step costs ~350 MB, more than the default limit of 250 MB).
-    """
-    return rate * (3 * SAMPLE_S + settle_s + MIN_MEASURE_S) <= allowance
-
-
-def _queueing(streams: list[_Stream], idle_rtt_s: float) -> bool:
-    """Whether the streams' RTT shows a standing queue at the bottleneck: the link is full.
-
-    Then more streams cannot raise the rate (they only help while windows, not the link, limit it),
-    so the stream step, which costs a ramp-up of its own, is skipped.
-    """
-    rtts = [r for r in (s.rtt() for s in streams) if r > 0]
-    if not rtts or idle_rtt_s <= 0:
-        return False
-    return statistics.median(rtts) >= idle_rtt_s * QUEUE_FACTOR + QUEUE_MIN_S
-
-
-def _goodput(samples: list[tuple[float, int]]) -> float:
-    """Bytes per second over the samples (time, count), from edge samples TCP's holding back spared.
-
-    A TCP count lags what crossed the link while a stream waits for a retransmission (bytes
-    received past the hole count only once it is filled), never leads it. So among the first and
-    the last few samples take the ones lying highest above the trend line, not simply the first
-    and the last: a window starting on such a lag would count the held bytes as if they had
-    crossed inside it.
-    """
-    last = len(samples) - 1
-    edge = min(EDGE_SAMPLES, last // 4)
-    lo, hi = 0, last
-    for _ in range(3):
-        (t0, b0), (t1, b1) = samples[lo], samples[hi]
-        trend = (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-        above = [b - trend * t for t, b in samples]
-        lo = max(range(edge + 1), key=above.__getitem__)
-        hi = max(range(last - edge, last + 1), key=above.__getitem__)
-    (t0, b0), (t1, b1) = samples[lo], samples[hi]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _lower_bound(samples: list[tuple[float, int]], estimates: list[float]) -> float:
-    """Bytes per second the link carried at least, for a direction a bound stopped early.
-
-    The goodput over the whole window past the ramp-up when there is one (bytes that crossed in a
-    window never exceed what the link can carry in it), else the rate over the last second of the
-    ramp (still rising: the link carries more). 0 when nothing was counted.
-    """
-    if estimates:
-        return estimates[-1]
-    (t0, b0), (t1, b1) = samples[max(0, len(samples) - 1 - EDGE_SAMPLES)], samples[-1]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _rate(samples: list[tuple[float, int]], i: int) -> float:
-    """Bytes per second over the two sample intervals ending at sample i."""
-    (t0, b0), (t1, b1) = samples[max(0, i - 2)], samples[i]
-    return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _stable(estimates: list[float], k: int = STABLE_K) -> bool:
-    if len(estimates) < k:
-        return False
-    mean = statistics.fmean(estimates)
-    return mean > 0 and all(abs(e - mean) <= STABLE_TOL * mean for e in estimates)
+def _result(
+    server: str,
+    idle_s: float | None,
+    loaded_s: float | None,
+    outcomes: dict[bool, _Outcome],
+    duration_s: float,
+) -> BandwidthTest:
+    """The test so far: a direction not run (or failed) has no figure, 0 bytes and 0 streams."""
+    none = _Outcome(None, 0, 0, 0.0)
+    down, up = outcomes.get(False, none), outcomes.get(True, none)
+    return BandwidthTest(
+        engine="http",
+        server=server,
+        download_bps=None if down.detail else down.bps,
+        upload_bps=None if up.detail else up.bps,
+        download_bytes=down.moved,
+        upload_bytes=up.moved,
+        latency_idle_s=idle_s,
+        latency_loaded_s=loaded_s,
+        download_streams=down.streams,
+        upload_streams=up.streams,
+        duration_s=duration_s,
+        download_lower_bound=down.lower_bound and not down.detail,
+        upload_lower_bound=up.lower_bound and not up.detail,
+    )
 
 
 def measure(
@@ -880,10 +592,12 @@ def measure(
     """
     target = parse_server(server, token)
     start = time.monotonic()
-    result = BandwidthTest("http", server, None, None, 0, 0, None, None, 0, 0, 0.0)
+    idle_s: float | None = None
+    loaded_s: float | None = None
+    outcomes: dict[bool, _Outcome] = {}  # by upload
 
     def finish() -> BandwidthTest:
-        return replace(result, duration_s=round(time.monotonic() - start, 3))
+        return _result(server, idle_s, loaded_s, outcomes, round(time.monotonic() - start, 3))
 
     pinger = _Pinger(target)
     try:
@@ -896,17 +610,14 @@ def measure(
             if cancelled.is_set():
                 raise EngineError("timeout", "latency: cancelled")
             idle.append(pinger.ping(latency_by))
-        result = replace(result, latency_idle_s=statistics.median(idle))
+        idle_s = statistics.median(idle)
         address = _address(target, pinger.sock)
-        limit_detail = ""
         for upload in (False, True):
             loaded = _LoadedLatency(pinger) if not upload else None
             if loaded is not None:
                 loaded.start()
             try:
-                outcome = _run_direction(
-                    target, address, upload, limits, cancelled, progress, result.latency_idle_s or 0.0
-                )
+                outcome = _run_direction(target, address, upload, limits, cancelled, progress, idle_s)
             except EngineError as exc:
                 raise EngineError(exc.reason, exc.detail, finish()) from None
             finally:
@@ -914,19 +625,9 @@ def measure(
                     loaded.stop.set()
                     loaded.join(IO_TIMEOUT_S + 1)
                     if loaded.rtts:
-                        result = replace(result, latency_loaded_s=statistics.median(loaded.rtts))
-            key = "upload" if upload else "download"
-            result = replace(
-                result,
-                **{f"{key}_bytes": outcome.moved, f"{key}_streams": outcome.streams},  # type: ignore[arg-type]
-            )
-            if outcome.detail:
-                limit_detail = limit_detail or outcome.detail
-            else:
-                result = replace(
-                    result,
-                    **{f"{key}_bps": outcome.bps, f"{key}_lower_bound": outcome.lower_bound},  # type: ignore[arg-type]
-                )
+                        loaded_s = statistics.median(loaded.rtts)
+            outcomes[upload] = outcome
+        limit_detail = next((o.detail for o in outcomes.values() if o.detail), "")
         if limit_detail:
             raise EngineError("limit", limit_detail, finish())
         return finish()
