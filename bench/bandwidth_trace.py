@@ -1,11 +1,11 @@
 """Record the built-in engine's estimator inputs and decisions on shaped lab links (root needed).
 
-For each condition (rate Mbit/s / RTT ms) a lab (tests/netlab.py) runs our speedtest server; the
+For each condition (rate Mbit/s / RTT ms) a lab (tests/support/netlab.py) runs our speedtest server; the
 engine measures it from the client namespace with its defaults, and every sample the socket loop
 hands the estimator (seconds, bytes counted, bytes moved, median RTT) is written with the decision
 taken, per direction, as JSON: tests/test_bandwidth_estimator.py replays them.
 
-    .venv/bin/python bench/bandwidth_trace.py [--only 50/0,100/30/0.01,300/10] [--max-bytes 20e6]
+    .venv/bin/python -m bench.bandwidth_trace [--only 50/0,100/30/0.01,300/10] [--max-bytes 20e6]
         [--out tests/fixtures/bandwidth]
 """
 
@@ -20,12 +20,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agent.bandwidth import estimator, http_engine  # noqa: E402
-from agent.bandwidth.engine import Limits  # noqa: E402
-from tests.netlab import Lab  # noqa: E402
+from agent.bandwidth import estimator, http_engine
+from agent.bandwidth.engine import Limits
+from tests.support.netlab import Lab
+from tests.support.paths import ROOT
 
 CONDITIONS = [(50.0, 0.0, 0.0), (100.0, 30.0, 0.0), (300.0, 10.0, 0.0)]  # Mbit/s, RTT ms, loss
 

@@ -128,7 +128,7 @@ def traces() -> list[Path]:
 
 @pytest.mark.parametrize("path", traces(), ids=lambda p: p.stem)
 def test_recorded_lab_trace_replays_to_the_same_decisions(path: Path) -> None:
-    """A trace recorded on a shaped lab link (bench/bandwidth_trace.py): same steps, same figure.
+    """A trace recorded on a shaped lab link (python -m bench.bandwidth_trace): same steps, same figure.
 
     And that figure lies within 5% of the link's goodput limit, as the lab test requires.
     """
