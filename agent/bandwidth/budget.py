@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.clock import FIRST_REAL_MONTH
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "bandwidth-budget.json"
-# A clock before this month is one not yet set (the agent did not exist then), not a real month.
-FIRST_REAL_MONTH = "2025-01"
 
 # Counts that could not be saved, by file path: a failing disk must not reset the month's count.
 _unsaved: dict[str, dict[str, Any]] = {}

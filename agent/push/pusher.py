@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
+from agent.clock import is_set
 from agent.push.encoding import STALE_NAN, InvalidSeries, compress, encode_labels, encode_write_request
 from agent.push.queue import Batch, Drops, QueueClosed, SampleQueue
 from agent.push.remote_write import Answer, RemoteWriteClient, name_os_thread
@@ -33,8 +34,6 @@ log = logging.getLogger(__name__)
 JOB = "hotspot-agent"
 QUEUE_FILE = "push-queue.sqlite"
 DROP_REASONS = ("queue_full", "too_old", "rejected", "disk_full", "clock")
-# A clock before this has never been set (a Raspberry Pi without RTC boots in 1970): 2025-01-01.
-CLOCK_FLOOR_S = 1735689600.0
 # Samples stamped further ahead of a set clock were stamped by a clock that was ahead (then stepped).
 FUTURE_TOLERANCE_S = 600.0
 _STOP_TIMEOUT_S = 3.0
@@ -268,7 +267,7 @@ class Pusher:
         """Queue one snapshot of the registry now; returns the number of samples queued."""
         now = self._clock()
         samples, refused = snapshot_samples(self._registry, self._instance)
-        if now < CLOCK_FLOOR_S:  # stamps from an unset clock would be refused or misplaced
+        if not is_set(now):  # stamps from an unset clock would be refused or misplaced
             self.metrics.count(clock=len(samples))
             self._log_once(
                 "clock-unset",
@@ -347,7 +346,7 @@ class Pusher:
                     last_expire = now
                 # With a set clock, samples stamped far ahead of it were stamped by a clock that was
                 # ahead: a receiver taking them would move its head into the future. Never sent.
-                latest = int((now + FUTURE_TOLERANCE_S) * 1000) if now >= CLOCK_FLOOR_S else None
+                latest = int((now + FUTURE_TOLERANCE_S) * 1000) if is_set(now) else None
                 batch = self.queue.peek(self.settings.max_samples_per_request, int(now * 1000), latest)
                 if batch is None:
                     self._wake.wait(1.0)
