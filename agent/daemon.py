@@ -95,16 +95,18 @@ class Agent:
             for problem in exc.problems:  # one record each: the log escapes line breaks inside arguments
                 log.error("  %s", problem)
             return False
+        # The listener first: a setting the file allows but the host refuses (a port in use, a CA
+        # file that is no certificate) refuses the whole reload, with the previous one serving.
+        if new.exposition != self.config.exposition and self.listen is None and not self._serve(new):
+            self.metrics.config_ok = False
+            self.metrics.reloads["failure"] += 1
+            return False
         old, self.config = self.config, new
         RedactingFormatter.install(secrets_in(new))
         self.metrics.site = new.site
         enabled = new.probes.enabled()
         self.metrics.set_probes(enabled)
         self.scheduler.apply(new.site, enabled)
-        if new.exposition != old.exposition and self.listen is None:
-            self.server.stop()
-            self.server = MetricsServer(new.exposition, self.registry, self.health)
-            self.server.start()
         if new.push != old.push or new.site != old.site:
             self._stop_pusher()
             try:
@@ -114,6 +116,26 @@ class Agent:
         self.metrics.config_ok = True
         self.metrics.reloads["success"] += 1
         log.info("config reloaded from %s", self.config_path)
+        return True
+
+    def _serve(self, new: Config) -> bool:
+        """Move /metrics to `new`'s exposition settings; on failure serve the previous ones again."""
+        self.server.stop()
+        try:
+            server = MetricsServer(new.exposition, self.registry, self.health)
+            server.start()
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            log.error(
+                "config reload refused, still running the previous config: cannot serve /metrics with "
+                "the new exposition settings: %s",
+                exc,
+            )
+            self.server = MetricsServer(self.config.exposition, self.registry, self.health)
+            self.server.start()
+            return False
+        self.server = server
+        host, port = server.address
+        log.info("metrics now on %s://%s:%d/metrics", server.scheme, host, port)
         return True
 
     def health(self) -> tuple[bool, dict[str, Any]]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
 from tests.support.legacy_text import cp1258
+from tests.support.ports import free_port
 
 
 def sample(agent: AgentProcess, name: str, **labels: str) -> float | None:
@@ -78,6 +80,32 @@ def test_sighup_with_cp1258_or_binary_config_keeps_serving(tmp_path: Path) -> No
         code = agent.stop()
     assert code == 0
     assert "Traceback" not in agent.log()
+
+
+def test_sighup_to_a_listen_address_the_host_refuses_keeps_serving(tmp_path: Path) -> None:
+    """A valid config whose new /metrics address is taken: the reload is refused, the old listener
+    serves again and the agent keeps running (it used to exit)."""
+    first = free_port()
+    config = site_yaml("nd-1") + LOOPBACK_PROBES
+    agent = start_agent(config + f"exposition: {{listen: '127.0.0.1:{first}'}}\n", tmp_path, listen=None)
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        agent.config_path.write_text(
+            config + f"exposition: {{listen: '127.0.0.1:{busy}'}}\nstate_dir: {tmp_path / 'agent-state'}\n",
+            encoding="utf-8",
+        )
+        agent.signal(signal.SIGHUP)
+        assert wait_until(lambda: "cannot serve /metrics" in agent.log(), 10), agent.log()
+        assert agent.proc.poll() is None
+        assert wait_until(lambda: sample(agent, "hotspot_config_reloads_total", result="failure") == 1)
+        assert f"127.0.0.1:{first}" in agent.url
+        assert "Traceback" not in agent.log()
+    finally:
+        taken.close()
+        assert agent.stop() == 0
 
 
 def test_sigterm_stops_cleanly_and_healthz(tmp_path: Path) -> None:

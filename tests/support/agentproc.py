@@ -62,9 +62,10 @@ class AgentProcess:
 
 
 def start_agent(
-    config_text: str, workdir: Path, listen: str = "127.0.0.1:0", name: str = "agent"
+    config_text: str, workdir: Path, listen: str | None = "127.0.0.1:0", name: str = "agent"
 ) -> AgentProcess:
-    """Write the config, start the agent, and wait until it serves /metrics."""
+    """Write the config, start the agent, and wait until it serves /metrics (listen None: the
+    config's own `exposition.listen`, which a reload may move)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / f"{name}.yaml"
     if "state_dir:" not in config_text:
@@ -73,7 +74,8 @@ def start_agent(
     log_path = workdir / f"{name}.log"
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "run", "--config", str(config_path), "--listen", listen],
+            [sys.executable, "-m", "agent.cli", "run", "--config", str(config_path)]
+            + (["--listen", listen] if listen is not None else []),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
