@@ -492,8 +492,14 @@ def command(args: argparse.Namespace) -> int:
     """Run `hotspot-collector backfill`: 0 when the data directory was filled, 1 when promtool is
     missing or fails, 2 for a bad inventory or dates (every problem printed to stderr).
     """
+    # Samples after now would lie ahead of Prometheus' head: it would then refuse every live
+    # sample as out of bounds. A month not over yet is filled up to now.
+    now = dt.datetime.now(TZ)
+    if args.end > now:
+        print(f"hotspot-collector backfill: the history ends now ({now:%Y-%m-%d %H:%M}, UTC+7), not at --end")
+        args.end = now
     if args.end <= args.start:
-        print("hotspot-collector backfill: --end must be after --start", file=sys.stderr)
+        print("hotspot-collector backfill: --start must be before --end and before now", file=sys.stderr)
         return 2
     if shutil.which("promtool") is None:
         print("hotspot-collector backfill: promtool not found (apt-get install prometheus)", file=sys.stderr)
