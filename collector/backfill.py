@@ -499,7 +499,9 @@ def command(args: argparse.Namespace) -> int:
         print(f"hotspot-collector backfill: the history ends now ({now:%Y-%m-%d %H:%M}, UTC+7), not at --end")
         args.end = now
     if args.end <= args.start:
-        print("hotspot-collector backfill: --start must be before --end and before now", file=sys.stderr)
+        print(
+            "hotspot-collector backfill: --end must be after --start, and --start before now", file=sys.stderr
+        )
         return 2
     if shutil.which("promtool") is None:
         print("hotspot-collector backfill: promtool not found (apt-get install prometheus)", file=sys.stderr)

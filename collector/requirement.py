@@ -31,6 +31,7 @@ import yaml
 
 from agent.probes.bandwidth import GOODPUT_BOUNDS_MBPS
 from agent.probes.ping import RTT_BOUNDS_S
+from agent.schema import SchemaError, read_yaml_file
 from agent.site import MBPS
 
 ROOT = Path(__file__).resolve().parent
@@ -140,12 +141,10 @@ def _pct(share: float) -> str:
 
 def load(path: Path = DEFAULT_FILE) -> Requirement:
     """Read and check the requirement file. Raises RequirementError with every problem found."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RequirementError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RequirementError(f"{path}: not valid YAML: {exc}") from None
+    try:  # the agent's one YAML reader: UTF-8 checked, a key given twice refused, lines named
+        doc = read_yaml_file(path)
+    except SchemaError as exc:
+        raise RequirementError("\n".join(exc.problems)) from None
     if not isinstance(doc, dict):
         raise RequirementError(f"{path}: expected a mapping of settings")
     known = {f.name for f in fields(Requirement)}

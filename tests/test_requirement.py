@@ -49,6 +49,7 @@ def test_a_changed_rule_changes_the_generated_thresholds(tmp_path: Path) -> None
         ("upload_mbps: fast\n", "upload_mbps: expected a number"),
         ("- 1\n", "expected a mapping"),
         ("a: [\n", "not valid YAML"),
+        ("download_mbps: 100\ndownload_mbps: 50\n", "key 'download_mbps' given twice"),
     ],
 )
 def test_bad_files_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
@@ -67,6 +68,9 @@ def test_command_reports_a_bad_file_without_traceback(
     assert "not a boundary" in capsys.readouterr().err
     assert requirement.command(argparse.Namespace(file=tmp_path / "missing.yaml", write=None)) == 2
     assert "cannot read" in capsys.readouterr().err
+    path.write_bytes("# Yêu cầu của tỉnh\ndownload_mbps: 100\n".encode().replace(b"\xc3\xaa", b"\xea"))
+    assert requirement.command(argparse.Namespace(file=path, write=None)) == 2
+    assert "not UTF-8" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
