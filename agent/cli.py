@@ -21,7 +21,7 @@ from agent.probes import PROBES
 from agent.probes.bandwidth import BandwidthRun
 from agent.redact import RedactingFormatter, escape_controls
 from agent.scheduler import ProbeScheduler
-from agent.schema import secrets_in
+from agent.schema import is_host_port, secrets_in
 from agent.site import Site
 from agent.verdict import describe_results
 
@@ -66,6 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     if config is None:
+        return EXIT_USAGE
+    if args.listen is not None and (problem := is_host_port(args.listen)):
+        print(f"--listen {args.listen}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(config.log_level)
     RedactingFormatter.install(secrets_in(config))

@@ -24,6 +24,7 @@ import datetime as dt
 import html
 import io
 import json
+import re
 import sys
 import time
 import urllib.error
@@ -851,6 +852,12 @@ def command(args: argparse.Namespace) -> int:
     a file cannot be written, 2 when Prometheus cannot answer or the rule is invalid (printed to
     stderr).
     """
+    if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", args.prometheus):
+        print(
+            f"hotspot-collector report: --prometheus {args.prometheus}: not an http(s):// URL",
+            file=sys.stderr,
+        )
+        return 2
     try:
         req = load(args.requirement)
         t0 = time.monotonic()

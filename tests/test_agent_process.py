@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from tests.support.agentproc import LOOPBACK_PROBES, AgentProcess, site_yaml, start_agent
 from tests.support.legacy_text import cp1258
@@ -120,6 +124,24 @@ def test_sigterm_stops_cleanly_and_healthz(tmp_path: Path) -> None:
     assert code == 0
     assert "agent stopped" in agent.log()
     assert "Traceback" not in agent.log()
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"), [("nonsense", "not HOST:PORT"), ("127.0.0.1:70000", "port out of range")]
+)
+def test_run_with_a_bad_listen_argument_exits_2(tmp_path: Path, listen: str, message: str) -> None:
+    """`run --listen` that is no HOST:PORT is a usage error with its reason, not a traceback."""
+    good = tmp_path / "agent.yaml"
+    good.write_text(site_yaml("nd-1") + f"state_dir: {tmp_path / 'state'}\n", encoding="utf-8")
+    res = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--config", str(good), "--listen", listen],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 2
+    assert f"--listen {listen}: {message}" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_run_with_invalid_config_exits_2(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collector import backfill, report
+from collector import backfill, cli, report
 from collector.backfill import TZ, SiteTruth
 from collector.requirement import load
 from tests.support.prometheus import Prometheus
@@ -269,3 +269,9 @@ def test_backfill_errors_are_plain(tmp_path: Path, capsys: pytest.CaptureFixture
         )
     assert exc.value.code == 2
     assert "not a date (YYYY-MM-DD): 'October'" in capsys.readouterr().err
+
+
+def test_report_refuses_a_prometheus_that_is_no_url(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--prometheus notaurl` is a usage error (exit 2) with its reason, not a traceback."""
+    assert cli.main(["report", "--month", "2026-11", "--prometheus", "notaurl"]) == 2
+    assert "--prometheus notaurl: not an http(s):// URL" in capsys.readouterr().err
