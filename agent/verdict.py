@@ -115,7 +115,8 @@ def _one(r: Result[Any], site: Site) -> list[str]:
     if isinstance(d, DnsLookup):
         got = ", ".join(d.addresses) if d.addresses else (d.rcode or _("no answer"))
         return [
-            f"{prefix}{d.name} via {d.resolver}: {got} in {_ms(d.lookup_s)}"
+            f"{prefix}{d.name} via {d.resolver}: {got}"
+            + ("" if d.lookup_s is None else f" in {_ms(d.lookup_s)}")  # no answer: no time to give
             + ("" if r.ok else f" — {r.detail}")
         ]
     if isinstance(d, HttpCheck):

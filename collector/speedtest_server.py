@@ -29,6 +29,7 @@ import argparse
 import hmac
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -408,8 +409,8 @@ def command(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')}: must be at least 1", file=sys.stderr)
             return 2
-    if args.test_only_pace_mbps < 0:
-        print("--test-only-pace-mbps: must not be negative", file=sys.stderr)
+    if not math.isfinite(args.test_only_pace_mbps) or args.test_only_pace_mbps < 0:  # nan paced nothing
+        print("--test-only-pace-mbps: must be a number, 0 or more", file=sys.stderr)
         return 2
     settings = ServerSettings(
         max_chunks=args.max_chunks,

@@ -158,3 +158,25 @@ def test_verdict_words_for_a_lower_bound() -> None:
     assert down.startswith("Download: at least 855.0 Mbit/s") and "MEETS the requirement" in down
     # 500 is below 80% of 900 but only a lower bound: no verdict either way
     assert up.startswith("Upload: at least 500.0 Mbit/s") and "cannot tell" in up and "BELOW" not in up
+
+
+def test_dns_words_give_no_time_for_no_answer() -> None:
+    """A resolver that never answered has no lookup time: the words say "no answer", not "in -"."""
+    from agent.probes.dns import DnsLookup
+    from agent.result import Result
+    from agent.site import Site
+    from agent.verdict import describe_results
+
+    site = Site(id="nd-1", commune="Xã Giao Minh", province="Nam Định")
+    silent = DnsLookup("127.0.0.1:5353", "127.0.0.1:5353", "example.vn", "", (), None)
+    answered = DnsLookup("system", "127.0.0.53", "example.vn", "NOERROR", ("192.0.2.1",), 0.012)
+    words = describe_results(
+        "dns",
+        [
+            Result("dns", "example.vn", False, "timeout", "nothing answers", silent),
+            Result("dns", "example.vn", True, None, "", answered),
+        ],
+        site,
+    )
+    assert "via 127.0.0.1:5353: no answer — nothing answers" in words
+    assert "in -" not in words and "192.0.2.1 in 12.0 ms" in words

@@ -283,6 +283,7 @@ def test_command_serves_until_terminated(tmp_path: Path) -> None:
         (["--listen", "nonsense"], "not HOST:PORT"),
         (["--listen", "127.0.0.1:0", "--token-file", "/nonexistent/token"], "cannot read"),
         (["--listen", "127.0.0.1:0", "--max-chunks", "0"], "--max-chunks: must be at least 1"),
+        (["--listen", "127.0.0.1:0", "--test-only-pace-mbps", "nan"], "must be a number, 0 or more"),
         (["--listen", "127.0.0.1:0", "--token-file", "{cp1258}"], "not UTF-8 text"),
     ],
 )
