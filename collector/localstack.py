@@ -460,7 +460,9 @@ class Stack:
         """Start Alertmanager and Prometheus with the repository's configs rendered for loopback and
         the speed-up; waits until both answer.
         """
-        keep = ("verdict.yml",) if self.history is not None else ()
+        # On a month of history the verdicts and the availability they read keep their real windows:
+        # a backfilled week is judged as a week, not as the last 11 hours of a silent demo.
+        keep = ("requirement.yml", "verdict.yml") if self.history is not None else ()
         prom_config = render_prometheus(self.workdir, self.ports, self.speedup, keep)
         am_config = render_alertmanager(self.workdir, self.speedup, self.webhook_url)
         am = self.spawn(
