@@ -163,6 +163,8 @@ class Fleet:
         fleet = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: one connection per target, as from an agent
+
             def do_GET(self) -> None:
                 parts = self.path.strip("/").split("/")
                 sim = fleet.sites.get(parts[1]) if len(parts) == 3 and parts[0] == "sites" else None
@@ -287,6 +289,7 @@ class Fleet:
             self.push_failures += 0 if ok else 1
             next_at += self.push_interval_s
             self._stop.wait(max(0.0, next_at - time.monotonic()))
+        conn.close()
 
     def start(self, push_url: str) -> None:
         """Serve the pulled sites' /metrics and start pushing the pushing sites to `push_url` (a
@@ -300,10 +303,13 @@ class Fleet:
             t.start()
 
     def stop(self) -> None:
-        """Stop serving and pushing (the push thread ends after its current push)."""
+        """Stop serving and pushing; returns when both threads have ended."""
         self._stop.set()
-        self.server.shutdown()
+        if self._threads:  # shutdown() waits for serve_forever(), which only start() runs
+            self.server.shutdown()
         self.server.server_close()
+        for t in self._threads:
+            t.join(15)  # the push thread closes its connection after its current push
 
 
 # --- receivers ---------------------------------------------------------------------------------
@@ -574,36 +580,41 @@ class Collector:
         speedup = self.fleet.speedup
         am_config = render_alertmanager(self.workdir, speedup, self.recorder.url, self.telegram)
         prom_config = render_prometheus(self.workdir, self.fleet, self.prom_port, self.am_port, speedup)
-        log = (self.workdir / "collector.log").open("w")
-        am = subprocess.Popen(
-            [
-                ALERTMANAGER_BIN,
-                f"--config.file={am_config}",
-                f"--storage.path={self.workdir / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{self.am_port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.procs.append(am)
-        prom = subprocess.Popen(
-            [
-                PROMETHEUS_BIN,
-                f"--config.file={prom_config}",
-                f"--storage.tsdb.path={self.workdir / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{self.prom_port}",
-                "--web.enable-remote-write-receiver",
-                "--storage.tsdb.retention.time=1d",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.procs.append(prom)
-        wait_until(lambda: http_ok(self.am_url + "/-/ready"), 30, "alertmanager", am)
-        wait_until(lambda: http_ok(self.prom_url + "/-/ready"), 60, "prometheus", prom)
+        # The children hold their own copies of the log file; ours closes once both started.
+        with (self.workdir / "collector.log").open("w", encoding="utf-8") as log:
+            am = subprocess.Popen(
+                [
+                    ALERTMANAGER_BIN,
+                    f"--config.file={am_config}",
+                    f"--storage.path={self.workdir / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{self.am_port}",
+                    "--cluster.listen-address=",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            self.procs.append(am)
+            prom = subprocess.Popen(
+                [
+                    PROMETHEUS_BIN,
+                    f"--config.file={prom_config}",
+                    f"--storage.tsdb.path={self.workdir / 'prom-data'}",
+                    f"--web.listen-address=127.0.0.1:{self.prom_port}",
+                    "--web.enable-remote-write-receiver",
+                    "--storage.tsdb.retention.time=1d",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            self.procs.append(prom)
+        try:
+            wait_until(lambda: http_ok(self.am_url + "/-/ready"), 30, "alertmanager", am)
+            wait_until(lambda: http_ok(self.prom_url + "/-/ready"), 60, "prometheus", prom)
+        except BaseException:
+            self.__exit__()
+            raise
         self.fleet.start(self.prom_url + "/api/v1/write")
         return self
 

@@ -13,10 +13,13 @@ backfilled history for that province (collector/backfill.py), so the dashboards 
 report have a month to show from the first minute. The history is generated once a day into
 run/history/ (ending when it was generated) and hard-linked into each run's data directory. Only
 its inventory rules are loaded (no scrape targets: those addresses are not on this machine), and
-the verdict rules keep their real 7-day windows so the month is judged as in production. Its sites
-run no agent here: from the history's end on, its pushing sites count as not heard (and, with
-every window shortened, soon weigh on the rolling availability); the calendar month and the
-report show the history as it was.
+the verdict rules keep their real 7-day windows so the month is judged as in production. From the
+history's end on, the province lives on in the fleet simulator (collector/fleet.py): every site the
+history last heard is scraped from it or pushes through it (the same intervals ÷ speedup), so the
+live panels and the site-state rules see a working province; the sites the history ends silent on
+(dead, never installed, in maintenance) stay silent. This collector never heard those, so the dead
+and never-installed ones show as HotspotSiteNeverHeard (for the collector's administrators), not as
+outages. The calendar month and the report show the history as it was.
 
 The integration test (tests/test_alerting_integration.py) builds the same stack with `Stack`.
 """
@@ -42,11 +45,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
 from collector import backfill, inventory, targets
+
+if TYPE_CHECKING:
+    from collector.fleet import Fleet
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_DIR = ROOT / "collector" / "prometheus"
@@ -91,12 +97,13 @@ def scale_expr(expr: str, speedup: float) -> str:
 
 def render_rules(src: Path, dst: Path, speedup: float, keep_windows: tuple[str, ...] = ()) -> None:
     """Copy the rule files with every `for:`, group interval and range divided by `speedup` (the
-    ranges of the files named in `keep_windows` stay as they are)."""
+    ranges and group intervals of the files named in `keep_windows` stay as they are: re-reading a
+    week every second would only load the machine)."""
     dst.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.glob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in doc["groups"]:
-            if "interval" in group:
+            if "interval" in group and path.name not in keep_windows:
                 group["interval"] = scale(group["interval"], speedup)
             for rule in group["rules"]:
                 if path.name not in keep_windows:
@@ -331,6 +338,7 @@ class Stack:
     has_dns: bool = True
     history: Path | None = None  # an inventory: start on a month of backfilled history for it
     history_cache: Path = ROOT / "run" / "history"
+    fleet: Fleet | None = None  # the history's province, live
     _logs: list[TextIO] = field(default_factory=list)
 
     @property
@@ -393,9 +401,11 @@ class Stack:
             self.spawn("dnsmasq", self.dnsmasq_argv())
         self.write_inventory()
         if self.has_prometheus:
-            if self.history is not None:
-                self.load_history(self.history)
+            province = self.load_history(self.history) if self.history is not None else None
+            history_end = time.time()  # before any live rule records a state
             self.start_collector()
+            if province is not None:
+                self.start_fleet(province, history_end)
         for site in self.sites:
             self.start_agent(site.id)
 
@@ -434,9 +444,10 @@ class Stack:
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         targets.write(inventory.load(path), self.workdir / "inventory")
 
-    def load_history(self, inventory_path: Path) -> None:
+    def load_history(self, inventory_path: Path) -> inventory.Inventory:
         """A month of history up to today for the inventory, generated once a day into the cache
-        and hard-linked (blocks are never rewritten in place) into this run's data directory."""
+        and hard-linked (blocks are never rewritten in place) into this run's data directory.
+        Returns the inventory as the history used it."""
         now = dt.datetime.now(backfill.TZ)
         end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
         cached = self.history_cache / f"{inventory_path.stem}-{now:%Y-%m-%d}"
@@ -455,6 +466,30 @@ class Stack:
         (self.workdir / "inventory" / "history.rules.yml").write_text(
             targets.rules_file(province), encoding="utf-8"
         )
+        return province
+
+    def start_fleet(self, province: inventory.Inventory, history_end: float) -> None:
+        """Keep the history's province alive: the sites whose last state in the history (at
+        `history_end`, Unix seconds, before any live rule ran) is "heard" are served and pushed by a
+        fleet simulator; the others stay silent."""
+        from collector.fleet import Fleet  # collector.fleet builds on this module
+
+        url = (
+            self.prometheus_url
+            + "/api/v1/query?"
+            + urllib.parse.urlencode(
+                {"query": "last_over_time(site:hotspot_up:bool[2d]) == 1", "time": f"{history_end:.3f}"}
+            )
+        )
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            heard = {r["metric"]["site"] for r in json.load(resp)["data"]["result"]}
+        fleet = Fleet(province, self.speedup)
+        fleet.inject([site_id for site_id in fleet.sites if site_id not in heard], "silent")
+        (self.workdir / "inventory" / "sites-history.json").write_text(
+            json.dumps(fleet.file_sd(), ensure_ascii=False), encoding="utf-8"
+        )
+        fleet.start(self.prometheus_url + "/api/v1/write")
+        self.fleet = fleet
 
     def start_collector(self) -> None:
         """Start Alertmanager and Prometheus with the repository's configs rendered for loopback and
@@ -535,7 +570,10 @@ class Stack:
         self.stop_process(f"agent-{site_id}")
 
     def stop(self) -> None:
-        """Stop every process, newest first, and close their log files."""
+        """Stop the fleet and every process, newest first, and close their log files."""
+        if self.fleet is not None:
+            self.fleet.stop()
+            self.fleet = None
         for name in reversed(list(self.processes)):
             self.stop_process(name)
         for log in self._logs:
@@ -553,6 +591,37 @@ class Stack:
         """Alertmanager's active alerts (/api/v2/alerts)."""
         with urllib.request.urlopen(self.alertmanager_url + "/api/v2/alerts", timeout=10) as resp:
             return list(json.load(resp))
+
+
+def describe(stack: Stack, speedup: float) -> None:
+    """Print what runs where: the URLs of the started stack, and what is missing."""
+    if not stack.has_prometheus:
+        print(
+            f"Prometheus or Alertmanager is not installed ({PROMETHEUS_BIN}, {ALERTMANAGER_BIN}):\n"
+            f"  {INSTALL_HINT}\nRunning the test servers and agents without them.\n"
+        )
+    if not stack.has_dns:
+        print("dnsmasq is not installed (apt-get install dnsmasq-base): the agents' DNS probe is off.\n")
+    print(f"hotspot-monitor local stack (intervals ÷ {speedup:g}); logs and data in {stack.workdir}")
+    if stack.has_prometheus:
+        print(f"  Prometheus    {stack.prometheus_url}  (try: site:hotspot_up:bool, ALERTS)")
+        print(f"  Alertmanager  {stack.alertmanager_url}")
+    fast, slow = stack.ports.speedtest, stack.ports.speedtest_slow
+    print(
+        f"  test servers  http://127.0.0.1:{fast}/ ({stack.fast_pace_mbps:g} Mbit/s), "
+        f"http://127.0.0.1:{slow}/ ({stack.slow_pace_mbps:g} Mbit/s)"
+    )
+    if stack.fleet is not None:
+        live = sum(1 for sim in stack.fleet.sites.values() if sim.heard(time.time()))
+        print(
+            f"  province      {stack.fleet.inventory.sites[0].province}: a month of history, "
+            f"{live} of {len(stack.fleet.sites)} sites live from the fleet simulator"
+        )
+    for site in stack.sites:
+        how = "pushes to Prometheus" if site.reach == "push" else "scraped"
+        server = f", {stack.slow_pace_mbps:g} Mbit/s test server" if site.slow else ""
+        port = stack.agent_ports[site.id]
+        print(f"  agent {site.id:<9} http://127.0.0.1:{port}/metrics  ({how}{server})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,29 +656,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = Stack(workdir, speedup=args.speedup, history=None if args.no_history else args.history)
         try:
             stack.start()
-            if not stack.has_prometheus:
-                print(
-                    f"Prometheus or Alertmanager is not installed ({PROMETHEUS_BIN}, {ALERTMANAGER_BIN}):\n"
-                    f"  {INSTALL_HINT}\nRunning the test servers and agents without them.\n"
-                )
-            if not stack.has_dns:
-                print(
-                    "dnsmasq is not installed (apt-get install dnsmasq-base): the agents' DNS probe is off.\n"
-                )
-            print(f"hotspot-monitor local stack (intervals ÷ {args.speedup:g}); logs and data in {workdir}")
-            if stack.has_prometheus:
-                print(f"  Prometheus    {stack.prometheus_url}  (try: site:hotspot_up:bool, ALERTS)")
-                print(f"  Alertmanager  {stack.alertmanager_url}")
-            fast, slow = stack.ports.speedtest, stack.ports.speedtest_slow
-            print(
-                f"  test servers  http://127.0.0.1:{fast}/ ({stack.fast_pace_mbps:g} Mbit/s), "
-                f"http://127.0.0.1:{slow}/ ({stack.slow_pace_mbps:g} Mbit/s)"
-            )
-            for site in stack.sites:
-                how = "pushes to Prometheus" if site.reach == "push" else "scraped"
-                server = f", {stack.slow_pace_mbps:g} Mbit/s test server" if site.slow else ""
-                port = stack.agent_ports[site.id]
-                print(f"  agent {site.id:<9} http://127.0.0.1:{port}/metrics  ({how}{server})")
+            describe(stack, args.speedup)
             print("Ctrl-C stops everything.")
             while True:
                 time.sleep(1)
