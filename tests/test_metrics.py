@@ -337,9 +337,9 @@ def test_goodput_histogram_lets_the_collector_judge_any_boundary() -> None:
     assert value(m, f"{hist}_bucket", le="1e+07", **labels) == 2  # 80 Mbit/s exactly is not above 80
     assert value(m, f"{hist}_bucket", le="5e+06", **labels) == 0  # 40 Mbit/s
     assert value(m, f"{hist}_bucket", le="6.25e+06", **labels) == 1  # 50 Mbit/s
-    up = {"direction": "upload", "engine": "http"}
-    assert value(m, f"{hist}_bucket", le="1.25e+08", **up) == 2  # 1000 Mbit/s
-    assert value(m, f"{hist}_bucket", le="+Inf", **up) == 3
+    upload = {"direction": "upload", "engine": "http"}
+    assert value(m, f"{hist}_bucket", le="1.25e+08", **upload) == 2  # 1000 Mbit/s
+    assert value(m, f"{hist}_bucket", le="+Inf", **upload) == 3
 
 
 def test_rtt_histogram_observes_answered_tests_only() -> None:
