@@ -48,6 +48,26 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _host_problems(config: Config, path: str, listen: str | None, *, starting: bool) -> bool:
+    """Print what this host refuses of a valid config (as `_load` does) and the notes; False if any."""
+    found = config_module.check_host(config, listen, starting=starting)
+    for note in found.notes:
+        print(_("note: {note}").format(note=note), file=sys.stderr)
+    if not found.problems:
+        return True
+    print(_("{path}: {count} problem(s):").format(path=path, count=len(found.problems)), file=sys.stderr)
+    for problem in found.problems:
+        print(f"  {problem}", file=sys.stderr)
+    print(
+        _(
+            "This device cannot run the agent with these settings (listed above): tell the province's "
+            "technician, or correct those lines and run the check again."
+        ),
+        file=sys.stderr,
+    )
+    return False
+
+
 def _setup_logging(level: str) -> None:
     # systemd's journal adds its own timestamps; a terminal user still wants them.
     fmt = (
@@ -69,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.listen is not None and (problem := is_host_port(args.listen)):
         print(f"--listen {args.listen}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not _host_problems(config, args.config, args.listen, starting=True):
         return EXIT_USAGE
     _setup_logging(config.log_level)
     RedactingFormatter.install(secrets_in(config))
@@ -102,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
-    if config is None:
+    if config is None or not _host_problems(config, args.path, None, starting=False):
         return EXIT_USAGE
     enabled = ", ".join(config.probes.enabled()) or _("none")
     site = config.site

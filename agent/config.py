@@ -6,15 +6,32 @@ Every problem is reported at once with its key path; unknown keys are errors.
 from __future__ import annotations
 
 import dataclasses
+import errno
+import fcntl
+import http.client
+import os
+import socket
+import sqlite3
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from agent.i18n import _
 from agent.probes import PROBES
 from agent.probes.base import ProbeSettings, ProbeSpec
 from agent.push.settings import PushSettings
-from agent.schema import BasicAuth, SchemaError, check, is_host_port, load_yaml, parse, read_yaml_file
+from agent.schema import (
+    BasicAuth,
+    SchemaError,
+    check,
+    is_host_port,
+    load_yaml,
+    parse,
+    read_yaml_file,
+    split_host_port,
+)
 from agent.site import Site
 
 DEFAULT_LISTEN = "0.0.0.0:9591"
@@ -115,3 +132,211 @@ def _build(raw: Any, source: str) -> Config:
         return parse(Config, raw)
     except SchemaError as exc:
         raise ConfigError(exc.problems) from None
+
+
+def state_dir_for(config: Config) -> Path:
+    """systemd's StateDirectory= sets $STATE_DIRECTORY; otherwise the configured path."""
+    return Path(os.environ.get("STATE_DIRECTORY") or config.state_dir)
+
+
+@dataclass(frozen=True)
+class HostCheck:
+    """What this host says about a valid config: `problems` stop a start (each "key: why"),
+    `notes` do not (a weak secret, a port held by the running agent itself)."""
+
+    problems: list[str]
+    notes: list[str]
+
+
+def check_host(config: Config, listen: str | None = None, *, starting: bool = False) -> HostCheck:
+    """Everything `run` needs from this host, tried without leaving anything behind: the state dir
+    can be created and written, the TLS files load, the listen address can be bound (bound, then
+    closed), the push queue file can be opened. `check-config` and `run` both call it, so the check
+    refuses what a start would. `starting`: a port or queue held by a running agent is then a problem
+    (two agents cannot share them); for a check, it is the agent the file is meant for.
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    state_key = "$STATE_DIRECTORY" if os.environ.get("STATE_DIRECTORY") else "state_dir"
+    state_dir = state_dir_for(config)
+    if (problem := _state_dir_problem(state_dir)) is not None:
+        problems.append(f"{state_key}: {problem}")
+    problems += _tls_problems(config.exposition)
+    if config.push.enabled and config.push.tls_ca_file and config.push.url.startswith("https://"):
+        try:
+            ssl.create_default_context(cafile=config.push.tls_ca_file)
+        except (OSError, ValueError) as exc:
+            problems.append(
+                _("push.tls_ca_file: cannot load {path} as PEM certificates: {why}").format(
+                    path=config.push.tls_ca_file, why=_why(exc)
+                )
+            )
+    key = "--listen" if listen is not None else "exposition.listen"
+    in_use = _bind_problem(listen or config.exposition.listen, config.exposition)
+    if in_use is not None:
+        problem, by_agent = in_use
+        if by_agent and not starting:
+            notes.append(f"{key}: {problem}")
+        else:
+            problems.append(f"{key}: {problem}")
+    if config.push.enabled and state_dir.is_dir():
+        from agent.push.pusher import QUEUE_FILE  # pushing sites load it anyway
+
+        queue = _queue_problem(state_dir / QUEUE_FILE)
+        if queue is not None:
+            problem, by_agent = queue
+            (notes if by_agent and not starting else problems).append(f"{state_key}: {problem}")
+    notes += weak_secret_notes(config)
+    return HostCheck(problems, notes)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)  # "PEM lib", "KEY_VALUES_MISMATCH"...
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
+
+
+def _state_dir_problem(path: Path) -> str | None:
+    """None when the agent can create (mkdir -p) and write `path`."""
+    if path.exists():
+        if not path.is_dir():
+            return _("{path} is not a directory").format(path=path)
+        if not os.access(path, os.W_OK | os.X_OK):
+            return _("{path}: no permission to write there").format(path=path)
+        return None
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return _("{path} cannot be created: {parent} is not a directory").format(path=path, parent=parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return _("{path} cannot be created: no permission to write in {parent}").format(
+            path=path, parent=parent
+        )
+    return None
+
+
+def _tls_problems(exposition: Exposition) -> list[str]:
+    """Each TLS file loaded the way the server loads it; problems name the file's key."""
+    problems = []
+    cert, key, ca = exposition.tls_cert_file, exposition.tls_key_file, exposition.client_ca_file
+    for name, path in (("tls_cert_file", cert), ("tls_key_file", key), ("client_ca_file", ca)):
+        if path and Path(path).is_file():
+            try:
+                Path(path).open("rb").close()
+            except OSError as exc:
+                problems.append(
+                    _("exposition.{key}: cannot read {path}: {why}").format(
+                        key=name, path=path, why=_why(exc)
+                    )
+                )
+    if problems or not (cert and key and Path(cert).is_file() and Path(key).is_file()):
+        return problems  # missing files and lone halves are reported by Exposition.validate()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:  # a certificate file loads as trust anchors only when it holds PEM certificates
+        context.load_verify_locations(cafile=cert)
+    except (ssl.SSLError, ValueError) as exc:
+        problems.append(
+            _("exposition.tls_cert_file: {path} is not a PEM certificate: {why}").format(
+                path=cert, why=_why(exc)
+            )
+        )
+    else:
+        try:
+            context.load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError) as exc:
+            problems.append(
+                _("exposition.tls_key_file: {path} is not a PEM private key for tls_cert_file: {why}").format(
+                    path=key, why=_why(exc)
+                )
+            )
+    if ca and Path(ca).is_file():
+        try:
+            context.load_verify_locations(cafile=ca)
+        except (ssl.SSLError, ValueError) as exc:
+            problems.append(
+                _("exposition.client_ca_file: {path} is not a PEM certificate: {why}").format(
+                    path=ca, why=_why(exc)
+                )
+            )
+    return problems
+
+
+def _bind_problem(listen: str, exposition: Exposition) -> tuple[str, bool] | None:
+    """Bind `listen` as the server does, then close. (problem, held by a running agent) or None."""
+    host, port = split_host_port(listen)
+    host = host or "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server: TIME_WAIT is no problem
+        try:
+            sock.bind((host, port))
+            return None
+        except socket.gaierror as exc:
+            return _("cannot resolve {host}: {why}").format(host=host, why=exc.strerror), False
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return _("{host} is not an address of this host").format(host=host), False
+            if exc.errno == errno.EACCES:
+                return _("port {port}: no permission (ports below 1024 need root)").format(port=port), False
+            if exc.errno != errno.EADDRINUSE:
+                return _("cannot listen on {listen}: {why}").format(listen=listen, why=_why(exc)), False
+    if _answers_as_agent(host, port, bool(exposition.tls_cert_file)):
+        held = _("port {port} is in use by a running hotspot-agent (a reload keeps it)")
+        return held.format(port=port), True
+    return _("port {port} is in use by another program").format(port=port), False
+
+
+def _answers_as_agent(host: str, port: int, tls: bool) -> bool:
+    """Whether what listens on host:port says it is a hotspot-agent (its Server header)."""
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    conn: http.client.HTTPConnection
+    if tls:  # only the Server header is wanted: any certificate will do
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(host, port, timeout=3, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=3)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().getheader("Server", "").startswith("hotspot-agent")
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def _queue_problem(path: Path) -> tuple[str, bool] | None:
+    """The push queue file as the pusher opens it: (problem, held by a running agent) or None."""
+    if not path.exists():
+        return None
+    if not path.is_file():
+        return _("{path} is not a file").format(path=path), False
+    if not os.access(path, os.R_OK | os.W_OK):
+        return _("{path}: no permission to read and write it").format(path=path), False
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return _("{path} is not a push queue: {why}").format(path=path, why=exc), False
+    lock = Path(f"{path}.lock")
+    if lock.is_file():
+        try:
+            with lock.open("rb") as f:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close
+        except BlockingIOError:
+            return _("{path} is in use by a running hotspot-agent").format(path=path), True
+        except OSError:
+            pass  # cannot even open it: the pusher will say why
+    return None
+
+
+def weak_secret_notes(config: Config) -> list[str]:
+    """Secrets that redaction will mask wherever they appear: short ones and ordinary words."""
+    return []

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from agent import config as config_module
-from agent.config import Config, ConfigError
+from agent.config import Config, ConfigError, state_dir_for
 from agent.metrics import AgentMetrics
 from agent.probes import PROBES
 from agent.redact import RedactingFormatter
@@ -20,11 +18,6 @@ from agent.schema import secrets_in
 from agent.server import MetricsServer
 
 log = logging.getLogger(__name__)
-
-
-def state_dir_for(config: Config) -> Path:
-    """systemd's StateDirectory= sets $STATE_DIRECTORY; otherwise the configured path."""
-    return Path(os.environ.get("STATE_DIRECTORY") or config.state_dir)
 
 
 class Agent:

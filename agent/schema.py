@@ -76,6 +76,17 @@ class BasicAuth:
     username: str
     password: Secret
 
+    def validate(self) -> list[str]:
+        """An empty user or password would let anyone in (or be refused by every receiver)."""
+        errs = []
+        if not self.username:
+            errs.append("username: must not be empty")
+        elif ":" in self.username:
+            errs.append("username: must not contain ':' (basic auth splits user from password there)")
+        if not self.password.reveal():
+            errs.append("password: must not be empty")
+        return errs
+
 
 def _unique_key_loader() -> type:
     """A SafeLoader that records every key given twice in one mapping (with both lines).
