@@ -156,8 +156,21 @@ def cmd_measure(args: argparse.Namespace) -> int:
             print("--server and --engine are for `measure bandwidth`", file=sys.stderr)
             return EXIT_USAGE
         changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
-        settings = dataclasses.replace(settings, **changes)
+        settings, problems = _override(settings, changes, args.probe)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            return EXIT_USAGE
     if args.probe == "bandwidth":
+        if settings.engine in ("http", "iperf3") and not settings.server:
+            print(
+                _(
+                    "measure bandwidth: no test server for the {engine} engine: give --server "
+                    "(or --config with probes.bandwidth.server)"
+                ).format(engine=settings.engine),
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         settings = _manual_bandwidth(settings)
     interactive = sys.stderr.isatty() and not args.json
     with tempfile.TemporaryDirectory(prefix="hotspot-measure-") as tmp:
@@ -180,6 +193,24 @@ def cmd_measure(args: argparse.Namespace) -> int:
             )
         )
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _override(settings: Any, changes: dict[str, str], probe: str) -> tuple[Any, list[str]]:
+    """`settings` with command-line values, checked by the rules the config's values pass: a bad
+    value is a usage error (exit 2), never a measurement that fails."""
+    declared = {f.name: f.metadata.get("check") for f in dataclasses.fields(settings)}
+    problems = [
+        f"--{name} {value}: {msg}"
+        for name, value in changes.items()
+        if callable(fn := declared[name]) and (msg := fn(value))
+    ]
+    settings = dataclasses.replace(settings, **changes)
+    for err in settings.validate():  # rules between fields: the server's form depends on the engine
+        key, _sep, msg = err.partition(": ")
+        flags = " ".join(f"--{k} {v}" for k, v in changes.items())
+        where = f"--{key} {changes[key]}" if key in changes else f"probes.{probe}.{key} (with {flags})"
+        problems.append(f"{where}: {msg}")
+    return settings, problems
 
 
 def _manual_bandwidth(settings: Any) -> Any:
