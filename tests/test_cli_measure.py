@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.support.agentproc import LOOPBACK_PROBES, site_yaml
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -180,3 +181,31 @@ def test_dns_words_give_no_time_for_no_answer() -> None:
     )
     assert "via 127.0.0.1:5353: no answer — nothing answers" in words
     assert "in -" not in words and "192.0.2.1 in 12.0 ms" in words
+
+
+def test_no_probe_names_itself_twice(tmp_path: Path) -> None:
+    """Each `measure <probe>` line names the probe once: a failed wifi run said "wifi: wifi: ...",
+    dns and http repeated "dns:"/"http:" after the dash. Every probe fails here on loopback."""
+    closed = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        site_yaml("nd-1")
+        + "probes:\n"
+        + f"  ping: {{targets: ['127.0.0.1'], gateway: false, count: 2, method: tcp, tcp_port: {closed}}}\n"
+        + f"  dns: {{resolvers: ['127.0.0.1:{closed}'], names: [a.test], query_timeout_s: 0.5}}\n"
+        + f"  http: {{urls: ['http://127.0.0.1:{closed}/'], portal_check_url: ''}}\n"
+        + "  wifi: {iw_path: /nonexistent/iw}\n"
+        + "  system: {disk_paths: ['/']}\n"
+        + f"  bandwidth: {{server: 'http://127.0.0.1:{closed}/', defer_threshold_bytes_per_s: 0}}\n"
+        + f"state_dir: {tmp_path / 'state'}\n"
+    )
+    said = {}
+    for probe in ("ping", "dns", "http", "wifi", "system", "bandwidth"):
+        res = measure(probe, "--config", str(cfg))
+        assert "Traceback" not in res.stderr, res.stderr
+        said[probe] = res.stdout
+        for line in res.stdout.splitlines():
+            assert f"{probe}: {probe}:" not in line and f"— {probe}: " not in line, line
+    assert "PROBLEM: wifi: the iw program was not found" in said["wifi"]
+    assert "nothing answers DNS at 127.0.0.1" in said["dns"]
+    assert f"— connection refused by 127.0.0.1 for http://127.0.0.1:{closed}/" in said["http"]
