@@ -153,7 +153,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         settings = PROBES[args.probe].settings()
     if args.server or args.engine:
         if args.probe != "bandwidth":
-            print("--server and --engine are for `measure bandwidth`", file=sys.stderr)
+            print(_("--server and --engine are for `measure bandwidth`"), file=sys.stderr)
             return EXIT_USAGE
         changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
         settings, problems = _override(settings, changes, args.probe)

@@ -54,13 +54,13 @@ class Exposition:
     def validate(self) -> list[str]:
         errs = []
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
-            errs.append("tls_cert_file: tls_cert_file and tls_key_file go together")
+            errs.append("tls_cert_file: " + _("tls_cert_file and tls_key_file go together"))
         if self.client_ca_file and not self.tls_cert_file:
-            errs.append("client_ca_file: needs tls_cert_file and tls_key_file")
+            errs.append("client_ca_file: " + _("needs tls_cert_file and tls_key_file"))
         for key in ("tls_cert_file", "tls_key_file", "client_ca_file"):
             path = getattr(self, key)
             if path and not Path(path).is_file():
-                errs.append(f"{key}: no such file: {path}")
+                errs.append(f"{key}: " + _("no such file: {path}").format(path=path))
         return errs
 
 
@@ -124,8 +124,10 @@ def _build(raw: Any, source: str) -> Config:
     if raw is None:
         raise ConfigError(
             [
-                f"{source}: empty; at least the site's identity (site.id, site.commune, "
-                "site.province) is required"
+                _(
+                    "{source}: empty; at least the site's identity (site.id, site.commune, "
+                    "site.province) is required"
+                ).format(source=source)
             ]
         )
     try:
