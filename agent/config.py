@@ -141,6 +141,18 @@ def state_dir_for(config: Config) -> Path:
     return Path(os.environ.get("STATE_DIRECTORY") or config.state_dir)
 
 
+def restart_only_changes(running: Config, new: Config) -> list[str]:
+    """The settings `new` changes that the running agent applies only at a restart, each as
+    "key (running: X, file: Y)". Everything else a reload applies: site, probes, push, log_level,
+    and exposition (/metrics moves to a new address, TLS and basic auth included).
+    state_dir holds the push queue and the data budget, which open files there for the agent's life.
+    """
+    changes = []
+    if not os.environ.get("STATE_DIRECTORY") and new.state_dir != running.state_dir:  # else unused
+        changes.append(f"state_dir (running: {running.state_dir}, file: {new.state_dir})")
+    return changes
+
+
 @dataclass(frozen=True)
 class HostCheck:
     """What this host says about a valid config: `problems` stop a start (each "key: why"),
