@@ -25,6 +25,7 @@ from agent.push.settings import PushSettings
 from agent.schema import (
     BasicAuth,
     SchemaError,
+    Secret,
     check,
     is_host_port,
     load_yaml,
@@ -351,6 +352,72 @@ def _queue_problem(path: Path) -> tuple[str, bool] | None:
     return None
 
 
+# Words that turn up in the agent's own log lines and in default setups: as a secret, each is masked
+# wherever it appears (the redaction cannot tell the password from the word) and easily guessed.
+_ORDINARY = frozenset(
+    [
+        "admin",
+        "administrator",
+        "agent",
+        "bandwidth",
+        "changeme",
+        "collector",
+        "default",
+        "guest",
+        "hotspot",
+        "login",
+        "metrics",
+        "monitor",
+        "password",
+        "pass",
+        "prometheus",
+        "push",
+        "root",
+        "scrape",
+        "secret",
+        "test",
+        "token",
+        "user",
+        "wifi",
+    ]
+)
+_SHORT = 12  # characters; below this a secret is easy to guess and likely to occur in other text
+
+
 def weak_secret_notes(config: Config) -> list[str]:
-    """Secrets that redaction will mask wherever they appear: short ones and ordinary words."""
+    """One note per secret that is short or an ordinary word, with its key: not an error (the agent
+    runs, and masks it), but redaction (agent/redact.py) masks that text in every log line, and
+    such a secret is easily guessed."""
+    notes = []
+    site_words = {config.site.id.lower(), config.site.commune.lower()}
+    for key, secret in _secrets_with_keys(config):
+        value = secret.reveal()
+        plain = value.lower().strip("0123456789!._-")
+        if plain in _ORDINARY or value.lower() in site_words:
+            notes.append(
+                _(
+                    "{key}: the secret is an ordinary word; every log line that holds this word will "
+                    "show <secret> in its place, and it is easily guessed: use a long random one"
+                ).format(key=key)
+            )
+        elif len(value) < _SHORT:
+            notes.append(
+                _(
+                    "{key}: the secret has only {length} characters (fewer than {short}): it is easily "
+                    "guessed, and log lines that happen to hold the same text show <secret> there"
+                ).format(key=key, length=len(value), short=_SHORT)
+            )
+    return notes
+
+
+def _secrets_with_keys(settings: Any, path: str = "") -> list[tuple[str, Secret]]:
+    """Every Secret inside parsed settings, with its key path."""
+    if isinstance(settings, Secret):
+        return [(path, settings)]
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        return [
+            found
+            for f in dataclasses.fields(settings)
+            for found in _secrets_with_keys(getattr(settings, f.name), f"{path}.{f.name}".lstrip("."))
+        ]
     return []

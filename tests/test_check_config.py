@@ -192,3 +192,22 @@ def test_a_good_tls_config_passes_and_names_no_problem(tmp_path: Path) -> None:
     found = config.check_host(loaded, starting=True)
     assert found.problems == []
     assert not (tmp_path / "new").exists()  # the check leaves nothing behind
+
+
+def test_weak_secrets_are_a_warning_line_each_not_an_error(tmp_path: Path) -> None:
+    """Redaction masks a secret wherever it appears: "admin" as a password masks the word in every
+    log line. check-config says so, one line per secret with its key, and still exits 0."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        QUIET.replace("bandwidth: {enabled: false}", "bandwidth: {enabled: false, token: gT4vK9pLq2ZmW8xR}")
+        + f'state_dir: "{tmp_path}"\n'
+        + 'exposition: {listen: "127.0.0.1:0", basic_auth: {username: prometheus, password: Hotspot2024}}\n'
+        + 'push: {url: "https://127.0.0.1:9/api/v1/write", bearer_token: "x7#Qp"}\n'
+    )
+    done = cli("check-config", str(path))
+    assert done.returncode == 0, done.stderr
+    notes = [line for line in done.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2, done.stderr
+    assert notes[0].startswith("note: exposition.basic_auth.password: the secret is an ordinary word")
+    assert notes[1].startswith("note: push.bearer_token: the secret has only 5 characters (fewer than 12)")
+    assert "Hotspot2024" not in done.stderr and "x7#Qp" not in done.stderr  # never the secret itself
