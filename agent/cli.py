@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 from agent import __version__
 from agent import config as config_module
+from agent.bandwidth.budget import FILE_NAME as BUDGET_FILE
 from agent.config import Config, ConfigError
 from agent.i18n import _
 from agent.probes import PROBES
@@ -151,35 +153,22 @@ def cmd_measure(args: argparse.Namespace) -> int:
         # Without a config: an ad-hoc site with the default requirement (100 Mbps) and default settings.
         site = Site(id="adhoc", commune="-", province="-")
         settings = PROBES[args.probe].settings()
-    if args.server or args.engine:
-        if args.probe != "bandwidth":
-            print(_("--server and --engine are for `measure bandwidth`"), file=sys.stderr)
-            return EXIT_USAGE
-        changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
-        settings, problems = _override(settings, changes, args.probe)
-        for problem in problems:
-            print(problem, file=sys.stderr)
-        if problems:
-            return EXIT_USAGE
-    if args.probe == "bandwidth":
-        if settings.engine in ("http", "iperf3") and not settings.server:
-            print(
-                _(
-                    "measure bandwidth: no test server for the {engine} engine: give --server "
-                    "(or --config with probes.bandwidth.server)"
-                ).format(engine=settings.engine),
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        settings = _manual_bandwidth(settings)
+    settings, problems = _measure_settings(args, settings)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
     interactive = sys.stderr.isatty() and not args.json
     with tempfile.TemporaryDirectory(prefix="hotspot-measure-") as tmp:
-        state_dir = Path(config.state_dir) if config is not None else Path(tmp)
+        # With a config, the test is booked into that site's data budget: it used the same line.
+        state_dir = config_module.state_dir_for(config) if config is not None else Path(tmp)
         scheduler = ProbeScheduler(PROBES, _Discard(), state_dir, progress=_progress if interactive else None)
         scheduler.apply(site, {})
         if interactive:
             print(_("measuring {probe} …").format(probe=args.probe), file=sys.stderr)
         results = scheduler.run_once(PROBES[args.probe], settings)
+        if config is not None:
+            _keep_owner(state_dir)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr)
     ok = bool(results) and all(r.ok for r in results)
@@ -192,7 +181,29 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 escape_controls(line) for line in describe_results(args.probe, results, site).split("\n")
             )
         )
+        if args.probe == "bandwidth":
+            print(_booked(results, state_dir if config is not None else None))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def _measure_settings(args: argparse.Namespace, settings: Any) -> tuple[Any, list[str]]:
+    """The probe's settings with the command line's --server/--engine; the usage problems, if any."""
+    if args.server or args.engine:
+        if args.probe != "bandwidth":
+            return settings, [_("--server and --engine are for `measure bandwidth`")]
+        changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
+        settings, problems = _override(settings, changes, args.probe)
+        if problems:
+            return settings, problems
+    if args.probe != "bandwidth":
+        return settings, []
+    if settings.engine in ("http", "iperf3") and not settings.server:
+        problem = _(
+            "measure bandwidth: no test server for the {engine} engine: give --server "
+            "(or --config with probes.bandwidth.server)"
+        )
+        return settings, [problem.format(engine=settings.engine)]
+    return _manual_bandwidth(settings), []
 
 
 def _override(settings: Any, changes: dict[str, str], probe: str) -> tuple[Any, list[str]]:
@@ -214,8 +225,42 @@ def _override(settings: Any, changes: dict[str, str], probe: str) -> tuple[Any, 
 
 
 def _manual_bandwidth(settings: Any) -> Any:
-    """A test someone asked for runs now: no deferral, no budget bookkeeping."""
+    """A test someone asked for runs now: no deferral, and a spent budget does not stop it. Its bytes
+    are still booked (with --config, into that site's budget file): they went over the same line."""
     return dataclasses.replace(settings, defer_threshold_bytes_per_s=0, monthly_budget_bytes=0)
+
+
+def _booked(results: list[Any], state_dir: Path | None) -> str:
+    """One line: what the test cost the site's monthly data budget, or that nothing was booked."""
+    run = results[0].data if results else None
+    if state_dir is None or not isinstance(run, BandwidthRun):
+        return _("Data budget: not booked (no --config: no site's budget).")
+    moved = run.test.download_bytes + run.test.upload_bytes if run.test is not None else 0
+    return _(
+        "Data budget: booked {mb} MB to this site's budget for {month} ({path}); {used} MB used this month."
+    ).format(
+        mb=f"{moved / 1e6:.0f}",
+        month=run.budget.month,
+        path=state_dir / BUDGET_FILE,
+        used=f"{run.budget.used_bytes / 1e6:.0f}",
+    )
+
+
+def _keep_owner(state_dir: Path) -> None:
+    """Run as root, the command leaves the budget file to the state dir's owner (the service user):
+    a root-owned file that the service cannot read would restart the month's count."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = state_dir.stat()
+        for name in (BUDGET_FILE, f"{BUDGET_FILE}.corrupt"):
+            path = state_dir / name
+            if path.exists() and (path.stat().st_uid, path.stat().st_gid) != (owner.st_uid, owner.st_gid):
+                os.chown(path, owner.st_uid, owner.st_gid)
+    except OSError as exc:
+        print(
+            _("cannot give {path} back to its owner: {why}").format(path=state_dir, why=exc), file=sys.stderr
+        )
 
 
 def _progress(phase: str, value: float) -> None:
