@@ -93,8 +93,9 @@ def test_every_problem_line_of_check_config_is_vietnamese_under_a_vietnamese_loc
     """The file's mistakes and what this host refuses: each line keeps its key, says why in Vietnamese."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "site: {id: nd-1-tyt, commune: Xã Một, province: P}\n"
+        "site: {id: Nd-1, commune: Xã Một, province: P}\n"
         "probes: {ping: {count: 0, colour: red}}\n"
+        "push: {enabled: true}\n"
         "exposition: {listen: nohostport}\n"
     )
     vi = run_cli("check-config", str(bad), lang="vi_VN.UTF-8", tmp_path=tmp_path)
@@ -103,6 +104,8 @@ def test_every_problem_line_of_check_config_is_vietnamese_under_a_vietnamese_loc
     assert "probes.ping.count: phải nằm trong khoảng 1 đến 1000" in lines
     assert any(line.startswith("probes.ping.colour: khóa không tồn tại (các khóa hợp lệ:") for line in lines)
     assert "exposition.listen: không đúng dạng HOST:PORT (với IPv6 dùng [ĐỊA_CHỈ]:PORT)" in lines
+    assert any(line.startswith("site.id: phải gồm 1-63 chữ thường") for line in lines)
+    assert "push.url: bắt buộc khi bật push" in lines
     (tmp_path / "state").write_text("")
     host = tmp_path / "host.yaml"
     host.write_text(
@@ -153,7 +156,10 @@ def test_every_message_in_the_code_is_translated_and_keeps_its_placeholders(tmp_
     pot = tmp_path / "messages.pot"
     subprocess.run(
         ["xgettext", "--language=Python", "--keyword=_", "--from-code=UTF-8", "-o", str(pot)]
-        + [str(ROOT / "agent" / name) for name in ("cli.py", "verdict.py", "config.py", "schema.py")],
+        + [
+            str(ROOT / "agent" / name)
+            for name in ("cli.py", "verdict.py", "config.py", "schema.py", "site.py", "push/settings.py")
+        ],
         check=True,
         capture_output=True,
         env={**os.environ, "LC_ALL": "C.UTF-8"},  # xgettext reads the sources in the locale's charset
