@@ -10,6 +10,7 @@ import errno
 import fcntl
 import http.client
 import os
+import re
 import socket
 import sqlite3
 import ssl
@@ -298,20 +299,33 @@ def _bind_problem(listen: str, exposition: Exposition) -> tuple[str, bool] | Non
                 return _("port {port}: no permission (ports below 1024 need root)").format(port=port), False
             if exc.errno != errno.EADDRINUSE:
                 return _("cannot listen on {listen}: {why}").format(listen=listen, why=_why(exc)), False
-    if _answers_as_agent(host, port, bool(exposition.tls_cert_file)):
+    if _answers_as_agent(host, port, exposition):
         held = _("port {port} is in use by a running hotspot-agent (a reload keeps it)")
         return held.format(port=port), True
     return _("port {port} is in use by another program").format(port=port), False
 
 
-def _answers_as_agent(host: str, port: int, tls: bool) -> bool:
-    """Whether what listens on host:port says it is a hotspot-agent (its Server header)."""
+def _answers_as_agent(host: str, port: int, exposition: Exposition) -> bool:
+    """Whether what listens on host:port is a hotspot-agent: it serves the configured certificate
+    (so an agent that requires client certificates counts too), or its Server header says so."""
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1" if host == "0.0.0.0" else "::1"
     conn: http.client.HTTPConnection
-    if tls:  # only the Server header is wanted: any certificate will do
-        context = ssl.create_default_context()
+    if exposition.tls_cert_file:
+        context = ssl.create_default_context()  # identified by its certificate, not verified by it
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        try:
+            with (
+                socket.create_connection((host, port), timeout=3) as raw,
+                context.wrap_socket(raw) as tls,
+            ):
+                served = tls.getpeercert(binary_form=True)
+            pem = Path(exposition.tls_cert_file).read_text(encoding="ascii", errors="replace")
+            leaf = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", pem, re.S)
+            if served is not None and leaf and served == ssl.PEM_cert_to_DER_cert(leaf.group(0)):
+                return True
+        except (OSError, ValueError):
+            pass
         conn = http.client.HTTPSConnection(host, port, timeout=3, context=context)
     else:
         conn = http.client.HTTPConnection(host, port, timeout=3)

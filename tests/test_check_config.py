@@ -211,3 +211,21 @@ def test_weak_secrets_are_a_warning_line_each_not_an_error(tmp_path: Path) -> No
     assert notes[0].startswith("note: exposition.basic_auth.password: the secret is an ordinary word")
     assert notes[1].startswith("note: push.bearer_token: the secret has only 5 characters (fewer than 12)")
     assert "Hotspot2024" not in done.stderr and "x7#Qp" not in done.stderr  # never the secret itself
+
+
+def test_an_agent_that_requires_client_certificates_is_known_by_its_certificate(tmp_path: Path) -> None:
+    """With mutual TLS nothing answers a check without a client certificate: the served certificate
+    being the configured one is what tells the running agent from another program."""
+    cert, key = cert_pair(tmp_path, "srv")
+    port = free_port()
+    text = QUIET + (
+        f'exposition: {{listen: "127.0.0.1:{port}", tls_cert_file: "{cert}", tls_key_file: "{key}", '
+        f'client_ca_file: "{cert}"}}\n'
+    )
+    agent = start_agent(text, tmp_path, listen=None)
+    try:
+        checked = cli("check-config", str(agent.config_path))
+    finally:
+        agent.stop()
+    assert checked.returncode == 0, checked.stderr
+    assert f"note: exposition.listen: port {port} is in use by a running hotspot-agent" in checked.stderr
