@@ -154,6 +154,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
         site = Site(id="adhoc", commune="-", province="-")
         settings = PROBES[args.probe].settings()
     settings, problems = _measure_settings(args, settings)
+    if config is not None and args.probe == "bandwidth":  # its bytes are booked in the state dir
+        state_problem = config_module.state_dir_problem(config_module.state_dir_for(config))
+        problems += [f"state_dir: {state_problem}"] if state_problem else []
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -236,6 +239,10 @@ def _booked(results: list[Any], state_dir: Path | None) -> str:
     if state_dir is None or not isinstance(run, BandwidthRun):
         return _("Data budget: not booked (no --config: no site's budget).")
     moved = run.test.download_bytes + run.test.upload_bytes if run.test is not None else 0
+    if run.budget.problem:  # e.g. the state dir cannot be written: the count was not kept
+        return _("Data budget: {mb} MB not booked: {problem}").format(
+            mb=f"{moved / 1e6:.0f}", problem=run.budget.problem
+        )
     return _(
         "Data budget: booked {mb} MB to this site's budget for {month} ({path}); {used} MB used this month."
     ).format(

@@ -175,7 +175,7 @@ def check_host(config: Config, listen: str | None = None, *, starting: bool = Fa
     notes: list[str] = []
     state_key = "$STATE_DIRECTORY" if os.environ.get("STATE_DIRECTORY") else "state_dir"
     state_dir = state_dir_for(config)
-    if (problem := _state_dir_problem(state_dir)) is not None:
+    if (problem := state_dir_problem(state_dir)) is not None:
         problems.append(f"{state_key}: {problem}")
     problems += _tls_problems(config.exposition)
     if config.push.enabled and config.push.tls_ca_file and config.push.url.startswith("https://"):
@@ -214,8 +214,8 @@ def _why(exc: BaseException) -> str:
     return str(exc)
 
 
-def _state_dir_problem(path: Path) -> str | None:
-    """None when the agent can create (mkdir -p) and write `path`."""
+def state_dir_problem(path: Path) -> str | None:
+    """None when the agent can create (mkdir -p) and write `path`; else why not, in plain words."""
     if path.exists():
         if not path.is_dir():
             return _("{path} is not a directory").format(path=path)

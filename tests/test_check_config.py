@@ -167,7 +167,8 @@ def test_the_running_agents_own_port_and_queue_are_a_note_for_check_but_refuse_a
 ) -> None:
     """The usual edit-check-reload round: the check does not fail because the agent is running."""
     port = free_port()
-    text = QUIET + f'exposition: {{listen: "127.0.0.1:{port}"}}\n'
+    auth = "basic_auth: {username: prometheus, password: k3Jx-long-scrape-secret}"  # answers 401
+    text = QUIET + f'exposition: {{listen: "127.0.0.1:{port}", {auth}}}\n'
     text += 'push: {enabled: true, url: "http://127.0.0.1:9/api/v1/write"}\n'
     agent = start_agent(text, tmp_path, listen=None)
     try:

@@ -17,8 +17,8 @@ from tests.support.ports import free_port
 GOOD = site_yaml("nd-1") + LOOPBACK_PROBES
 NO_SERVER = site_yaml("nd-1") + LOOPBACK_PROBES.replace("bandwidth: {enabled: false}", "bandwidth: {}")
 
-# (arguments, with {cfg} for a good config and {nos} for one without a bandwidth server; a text
-# the error names)
+# (arguments, with {cfg} for a good config, {nos} for one without a bandwidth server and {sfile}
+# for one whose state_dir is a file; a text the error names)
 USAGE = [
     ([], "COMMAND"),
     (["nothing"], "invalid choice"),
@@ -36,6 +36,10 @@ USAGE = [
     (["measure", "bandwidth", "--engine", "iperf3", "--server", "a:b:c"], "--server a:b:c: not HOST:PORT"),
     (["measure", "bandwidth"], "no test server for the http engine"),
     (["measure", "bandwidth", "--config", "{nos}", "--engine", "iperf3"], "no test server for the iperf3"),
+    (
+        ["measure", "bandwidth", "--config", "{sfile}", "--server", "http://127.0.0.1:1/"],
+        "is not a directory",
+    ),
     (["version", "extra"], "unrecognized arguments"),
 ]
 
@@ -59,7 +63,10 @@ def test_usage_and_config_mistakes_exit_2(tmp_path: Path, argv: list[str], says:
         "{cfg}": tmp_path / "good.yaml",
         "{nos}": tmp_path / "nos.yaml",
         "{missing}": tmp_path / "x.yaml",
+        "{sfile}": tmp_path / "sfile.yaml",
     }
+    (tmp_path / "plain").write_text("")
+    (tmp_path / "sfile.yaml").write_text(GOOD + f"state_dir: {tmp_path / 'plain'}\n", encoding="utf-8")
     done = cli(*(str(paths.get(a, a)) for a in argv))
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
     assert says in done.stderr
