@@ -37,16 +37,11 @@ def _load(path: str) -> Config | None:
     try:
         return config_module.load(path)
     except ConfigError as exc:
-        print(_("{path}: {count} problem(s):").format(path=path, count=len(exc.problems)), file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        print(
-            _(
-                "The agent's settings file has mistakes (listed above): tell the province's technician, "
-                "or correct those lines and run the check again."
-            ),
-            file=sys.stderr,
+        advice = _(
+            "The agent's settings file has mistakes (listed above): tell the province's technician, "
+            "or correct those lines and run the check again."
         )
+        _print_problems(path, exc.problems, advice)
         return None
 
 
@@ -55,19 +50,20 @@ def _host_problems(config: Config, path: str, listen: str | None, *, starting: b
     found = config_module.check_host(config, listen, starting=starting)
     for note in found.notes:
         print(_("note: {note}").format(note=note), file=sys.stderr)
-    if not found.problems:
-        return True
-    print(_("{path}: {count} problem(s):").format(path=path, count=len(found.problems)), file=sys.stderr)
-    for problem in found.problems:
-        print(f"  {problem}", file=sys.stderr)
-    print(
-        _(
+    if found.problems:
+        advice = _(
             "This device cannot run the agent with these settings (listed above): tell the province's "
             "technician, or correct those lines and run the check again."
-        ),
-        file=sys.stderr,
-    )
-    return False
+        )
+        _print_problems(path, found.problems, advice)
+    return not found.problems
+
+
+def _print_problems(path: str, problems: list[str], advice: str) -> None:
+    print(_("{path}: {count} problem(s):").format(path=path, count=len(problems)), file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    print(advice, file=sys.stderr)
 
 
 def _setup_logging(level: str) -> None:
