@@ -1,6 +1,8 @@
 """Agent configuration: YAML parsed once into frozen, typed settings.
 
-Every problem is reported at once with its key path; unknown keys are errors.
+Every problem is reported at once with its key path; unknown keys are errors. `check_host` adds
+what the file cannot say alone (TLS files that load, an address that binds, a writable state dir),
+for `check-config` and `run` alike.
 """
 
 from __future__ import annotations
