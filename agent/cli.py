@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 from agent import __version__
 from agent import config as config_module
+from agent.bandwidth.budget import FILE_NAME as BUDGET_FILE
 from agent.config import Config, ConfigError
 from agent.i18n import _
 from agent.probes import PROBES
@@ -35,17 +37,33 @@ def _load(path: str) -> Config | None:
     try:
         return config_module.load(path)
     except ConfigError as exc:
-        print(_("{path}: {count} problem(s):").format(path=path, count=len(exc.problems)), file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        print(
-            _(
-                "The agent's settings file has mistakes (listed above): tell the province's technician, "
-                "or correct those lines and run the check again."
-            ),
-            file=sys.stderr,
+        advice = _(
+            "The agent's settings file has mistakes (listed above): tell the province's technician, "
+            "or correct those lines and run the check again."
         )
+        _print_problems(path, exc.problems, advice)
         return None
+
+
+def _host_problems(config: Config, path: str, listen: str | None, *, starting: bool) -> bool:
+    """Print what this host refuses of a valid config (as `_load` does) and the notes; False if any."""
+    found = config_module.check_host(config, listen, starting=starting)
+    for note in found.notes:
+        print(_("note: {note}").format(note=note), file=sys.stderr)
+    if found.problems:
+        advice = _(
+            "This device cannot run the agent with these settings (listed above): tell the province's "
+            "technician, or correct those lines and run the check again."
+        )
+        _print_problems(path, found.problems, advice)
+    return not found.problems
+
+
+def _print_problems(path: str, problems: list[str], advice: str) -> None:
+    print(_("{path}: {count} problem(s):").format(path=path, count=len(problems)), file=sys.stderr)
+    for problem in problems:
+        print(f"  {problem}", file=sys.stderr)
+    print(advice, file=sys.stderr)
 
 
 def _setup_logging(level: str) -> None:
@@ -69,6 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.listen is not None and (problem := is_host_port(args.listen)):
         print(f"--listen {args.listen}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not _host_problems(config, args.config, args.listen, starting=True):
         return EXIT_USAGE
     _setup_logging(config.log_level)
     RedactingFormatter.install(secrets_in(config))
@@ -102,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.path)
-    if config is None:
+    if config is None or not _host_problems(config, args.path, None, starting=False):
         return EXIT_USAGE
     enabled = ", ".join(config.probes.enabled()) or _("none")
     site = config.site
@@ -129,22 +149,25 @@ def cmd_measure(args: argparse.Namespace) -> int:
         # Without a config: an ad-hoc site with the default requirement (100 Mbps) and default settings.
         site = Site(id="adhoc", commune="-", province="-")
         settings = PROBES[args.probe].settings()
-    if args.server or args.engine:
-        if args.probe != "bandwidth":
-            print("--server and --engine are for `measure bandwidth`", file=sys.stderr)
-            return EXIT_USAGE
-        changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
-        settings = dataclasses.replace(settings, **changes)
-    if args.probe == "bandwidth":
-        settings = _manual_bandwidth(settings)
+    settings, problems = _measure_settings(args, settings)
+    if config is not None and args.probe == "bandwidth":  # its bytes are booked in the state dir
+        state_problem = config_module.state_dir_problem(config_module.state_dir_for(config))
+        problems += [f"state_dir: {state_problem}"] if state_problem else []
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
     interactive = sys.stderr.isatty() and not args.json
     with tempfile.TemporaryDirectory(prefix="hotspot-measure-") as tmp:
-        state_dir = Path(config.state_dir) if config is not None else Path(tmp)
+        # With a config, the test is booked into that site's data budget: it used the same line.
+        state_dir = config_module.state_dir_for(config) if config is not None else Path(tmp)
         scheduler = ProbeScheduler(PROBES, _Discard(), state_dir, progress=_progress if interactive else None)
         scheduler.apply(site, {})
         if interactive:
             print(_("measuring {probe} …").format(probe=args.probe), file=sys.stderr)
         results = scheduler.run_once(PROBES[args.probe], settings)
+        if config is not None:
+            _keep_owner(state_dir)
     if interactive:
         print("\r\033[K", end="", file=sys.stderr)
     ok = bool(results) and all(r.ok for r in results)
@@ -157,12 +180,90 @@ def cmd_measure(args: argparse.Namespace) -> int:
                 escape_controls(line) for line in describe_results(args.probe, results, site).split("\n")
             )
         )
+        if args.probe == "bandwidth":
+            print(_booked(results, state_dir if config is not None else None))
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def _measure_settings(args: argparse.Namespace, settings: Any) -> tuple[Any, list[str]]:
+    """The probe's settings with the command line's --server/--engine; the usage problems, if any."""
+    if args.server or args.engine:
+        if args.probe != "bandwidth":
+            return settings, [_("--server and --engine are for `measure bandwidth`")]
+        changes = {k: v for k, v in (("server", args.server), ("engine", args.engine)) if v}
+        settings, problems = _override(settings, changes, args.probe)
+        if problems:
+            return settings, problems
+    if args.probe != "bandwidth":
+        return settings, []
+    if settings.engine in ("http", "iperf3") and not settings.server:
+        problem = _(
+            "measure bandwidth: no test server for the {engine} engine: give --server "
+            "(or --config with probes.bandwidth.server)"
+        )
+        return settings, [problem.format(engine=settings.engine)]
+    return _manual_bandwidth(settings), []
+
+
+def _override(settings: Any, changes: dict[str, str], probe: str) -> tuple[Any, list[str]]:
+    """`settings` with command-line values, checked by the rules the config's values pass: a bad
+    value is a usage error (exit 2), never a measurement that fails."""
+    declared = {f.name: f.metadata.get("check") for f in dataclasses.fields(settings)}
+    problems = [
+        f"--{name} {value}: {msg}"
+        for name, value in changes.items()
+        if callable(fn := declared[name]) and (msg := fn(value))
+    ]
+    settings = dataclasses.replace(settings, **changes)
+    for err in settings.validate():  # rules between fields: the server's form depends on the engine
+        key, _sep, msg = err.partition(": ")
+        flags = " ".join(f"--{k} {v}" for k, v in changes.items())
+        where = f"--{key} {changes[key]}" if key in changes else f"probes.{probe}.{key} (with {flags})"
+        problems.append(f"{where}: {msg}")
+    return settings, problems
+
+
 def _manual_bandwidth(settings: Any) -> Any:
-    """A test someone asked for runs now: no deferral, no budget bookkeeping."""
+    """A test someone asked for runs now: no deferral, and a spent budget does not stop it. Its bytes
+    are still booked (with --config, into that site's budget file): they went over the same line."""
     return dataclasses.replace(settings, defer_threshold_bytes_per_s=0, monthly_budget_bytes=0)
+
+
+def _booked(results: list[Any], state_dir: Path | None) -> str:
+    """One line: what the test cost the site's monthly data budget, or that nothing was booked."""
+    run = results[0].data if results else None
+    if state_dir is None or not isinstance(run, BandwidthRun):
+        return _("Data budget: not booked (no --config: no site's budget).")
+    moved = run.test.download_bytes + run.test.upload_bytes if run.test is not None else 0
+    if run.budget.problem:  # e.g. the state dir cannot be written: the count was not kept
+        return _("Data budget: {mb} MB not booked: {problem}").format(
+            mb=f"{moved / 1e6:.0f}", problem=run.budget.problem
+        )
+    return _(
+        "Data budget: booked {mb} MB to this site's budget for {month} ({path}); {used} MB used this month."
+    ).format(
+        mb=f"{moved / 1e6:.0f}",
+        month=run.budget.month,
+        path=state_dir / BUDGET_FILE,
+        used=f"{run.budget.used_bytes / 1e6:.0f}",
+    )
+
+
+def _keep_owner(state_dir: Path) -> None:
+    """Run as root, the command leaves the budget file to the state dir's owner (the service user):
+    a root-owned file that the service cannot read would restart the month's count."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = state_dir.stat()
+        for name in (BUDGET_FILE, f"{BUDGET_FILE}.corrupt"):
+            path = state_dir / name
+            if path.exists() and (path.stat().st_uid, path.stat().st_gid) != (owner.st_uid, owner.st_gid):
+                os.chown(path, owner.st_uid, owner.st_gid)
+    except OSError as exc:
+        print(
+            _("cannot give {path} back to its owner: {why}").format(path=state_dir, why=exc), file=sys.stderr
+        )
 
 
 def _progress(phase: str, value: float) -> None:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from agent import config as config_module
-from agent.config import Config, ConfigError
+from agent.config import Config, ConfigError, state_dir_for
 from agent.metrics import AgentMetrics
 from agent.probes import PROBES
 from agent.redact import RedactingFormatter
@@ -20,11 +18,6 @@ from agent.schema import secrets_in
 from agent.server import MetricsServer
 
 log = logging.getLogger(__name__)
-
-
-def state_dir_for(config: Config) -> Path:
-    """systemd's StateDirectory= sets $STATE_DIRECTORY; otherwise the configured path."""
-    return Path(os.environ.get("STATE_DIRECTORY") or config.state_dir)
 
 
 class Agent:
@@ -40,6 +33,7 @@ class Agent:
         self.scheduler = ProbeScheduler(PROBES, self.metrics, self.state_dir)
         self.server = MetricsServer(config.exposition, self.registry, self.health, listen)
         self.pusher: Any = None
+        self._started_with = config  # what the restart-only settings hold until a restart
         self._started = time.monotonic()  # uptime must not jump with the wall clock
 
     def start(self) -> None:
@@ -97,7 +91,8 @@ class Agent:
             return False
         # The listener first: a setting the file allows but the host refuses (a port in use, a CA
         # file that is no certificate) refuses the whole reload, with the previous one serving.
-        if new.exposition != self.config.exposition and self.listen is None and not self._serve(new):
+        # With --listen, the address stays but TLS and basic auth still follow the file.
+        if new.exposition != self.config.exposition and not self._serve(new):
             self.metrics.config_ok = False
             self.metrics.reloads["failure"] += 1
             return False
@@ -113,16 +108,26 @@ class Agent:
                 self._start_pusher()
             except OSError as exc:  # the queue cannot be opened: measuring goes on, /metrics serves all
                 log.error("push not restarted after the reload: %s", exc)
+        logging.getLogger().setLevel(new.log_level.upper())
         self.metrics.config_ok = True
         self.metrics.reloads["success"] += 1
-        log.info("config reloaded from %s", self.config_path)
+        waiting = config_module.restart_only_changes(self._started_with, new)
+        self.metrics.restart_required = bool(waiting)
+        if waiting:
+            log.warning(
+                "config reloaded from %s, except what needs a restart (systemctl restart hotspot-agent): %s",
+                self.config_path,
+                "; ".join(waiting),
+            )
+        else:
+            log.info("config reloaded from %s", self.config_path)
         return True
 
     def _serve(self, new: Config) -> bool:
         """Move /metrics to `new`'s exposition settings; on failure serve the previous ones again."""
         self.server.stop()
         try:
-            server = MetricsServer(new.exposition, self.registry, self.health)
+            server = MetricsServer(new.exposition, self.registry, self.health, self.listen)
             server.start()
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             log.error(
@@ -130,7 +135,7 @@ class Agent:
                 "the new exposition settings: %s",
                 exc,
             )
-            self.server = MetricsServer(self.config.exposition, self.registry, self.health)
+            self.server = MetricsServer(self.config.exposition, self.registry, self.health, self.listen)
             self.server.start()
             return False
         self.server = server

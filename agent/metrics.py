@@ -65,6 +65,11 @@ CONFIG_OK = Family(
     "gauge",
     "1 when the last config (re)load succeeded, 0 when a reload was refused.",
 )
+RESTART_REQUIRED = Family(
+    "hotspot_config_restart_required",
+    "gauge",
+    "1 while the config file changes a setting the agent applies only at a restart (the log names it).",
+)
 RELOADS = Family("hotspot_config_reloads_total", "counter", "Config reloads (SIGHUP) by result.", ("result",))
 PROBE_SUCCESS = Family(
     "hotspot_probe_success",
@@ -106,6 +111,7 @@ CORE_FAMILIES = (
     CLOCK,
     START_TIME,
     CONFIG_OK,
+    RESTART_REQUIRED,
     RELOADS,
     PROBE_SUCCESS,
     PROBE_DURATION,
@@ -253,6 +259,7 @@ class AgentMetrics(Collector):
         self._diagnosis_since: float | None = None
         self.started_at = clock()
         self.config_ok = True
+        self.restart_required = False
         self.reloads: Counter[str] = Counter({"success": 0, "failure": 0})
         names = [f.name for f in self._families()]
         if len(names) != len(set(names)):
@@ -362,6 +369,7 @@ class AgentMetrics(Collector):
         out.add(CLOCK, self._clock())
         out.add(START_TIME, self.started_at)
         out.add(CONFIG_OK, 1 if self.config_ok else 0)
+        out.add(RESTART_REQUIRED, 1 if self.restart_required else 0)
         for outcome, count in sorted(self.reloads.items()):
             out.add(RELOADS, count, result=outcome)
 

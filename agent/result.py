@@ -47,6 +47,12 @@ class Result(Generic[D]):
         if self.ok == (self.reason is not None):
             raise ValueError(f"{self.probe}: a result has a reason exactly when it failed")
 
+    def said(self) -> str:
+        """The detail for a line that already names the probe: without the probe's name in front
+        (many details start with it, for the log lines and JSON that show them alone)."""
+        head = f"{self.probe}: "
+        return self.detail[len(head) :] if self.detail.startswith(head) else self.detail
+
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if self.data is not None and dataclasses.is_dataclass(self.data) and not isinstance(self.data, type):

@@ -193,6 +193,6 @@ class ProbeScheduler:
         """`started` is time.monotonic() at the start of the run."""
         for r in results:
             if not r.ok:
-                log.info("%s: %s", probe, r.detail or r.reason)
+                log.info("%s: %s", probe, r.said() or r.reason)
         self._sink.record_run(probe, results, time.time(), time.monotonic() - started)
         return results

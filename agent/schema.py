@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, Union, get_args, get_origin
 
+from agent.i18n import _
+
 T = TypeVar("T")
 Check = Callable[[Any], str | None]
 
@@ -76,6 +78,17 @@ class BasicAuth:
     username: str
     password: Secret
 
+    def validate(self) -> list[str]:
+        """An empty user or password would let anyone in (or be refused by every receiver)."""
+        errs = []
+        if not self.username:
+            errs.append("username: " + _("must not be empty"))
+        elif ":" in self.username:
+            errs.append("username: " + _("must not contain ':' (basic auth splits user from password there)"))
+        if not self.password.reveal():
+            errs.append("password: " + _("must not be empty"))
+        return errs
+
 
 def _unique_key_loader() -> type:
     """A SafeLoader that records every key given twice in one mapping (with both lines).
@@ -90,7 +103,7 @@ def _unique_key_loader() -> type:
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             first: dict[Any, int] = {}
-            for key_node, _ in node.value:
+            for key_node, _value in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue  # `<<:` merges are meant to be overridden
                 key = self.construct_object(key_node, deep=True)
@@ -98,7 +111,12 @@ def _unique_key_loader() -> type:
                 try:
                     if key in first:
                         self.duplicates.append(
-                            (line, f"key {key!r} given twice (lines {first[key]} and {line}); keep one")
+                            (
+                                line,
+                                _("key {key} given twice (lines {first} and {line}); keep one").format(
+                                    key=repr(key), first=first[key], line=line
+                                ),
+                            )
                         )
                     first.setdefault(key, line)
                 except TypeError:  # unhashable key: the base constructor reports it
@@ -111,18 +129,18 @@ def _unique_key_loader() -> type:
 def decode_text(data: bytes, source: str) -> str:
     """UTF-8 bytes to text; anything else (a legacy Windows encoding, binary) is a SchemaError."""
     if b"\0" in data:
-        raise SchemaError([f"{source}: binary content, not a YAML text file"])
+        raise SchemaError([_("{source}: binary content, not a YAML text file").format(source=source)])
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise SchemaError(
-            [
-                f"{source}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {column}; "
-                "save the file as UTF-8 (legacy encodings such as Windows cp1258 are not read)"
-            ]
-        ) from None
+        text = _(
+            "{source}: not UTF-8 text: byte 0x{byte} at line {line}, column {column}; "
+            "save the file as UTF-8 (legacy encodings such as Windows cp1258 are not read)"
+        )
+        byte = f"{data[exc.start]:02x}"
+        raise SchemaError([text.format(source=source, byte=byte, line=line, column=column)]) from None
 
 
 def read_yaml_file(path: str | Path) -> Any:
@@ -130,7 +148,7 @@ def read_yaml_file(path: str | Path) -> Any:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise SchemaError([f"{path}: cannot read: {exc.strerror}"]) from None
+        raise SchemaError([_("{path}: cannot read: {why}").format(path=path, why=exc.strerror)]) from None
     return load_yaml(decode_text(data, str(path)), str(path))
 
 
@@ -148,13 +166,24 @@ def load_yaml(text: str, source: str) -> Any:
             loader.dispose()
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc).split("\n")[0]
-        raise SchemaError([f"{source}: not valid YAML{at}: {problem}"]) from None
+        text = (
+            _("{source}: not valid YAML at line {line}, column {column}: {problem}").format(
+                source=source, line=where.line + 1, column=where.column + 1, problem=problem
+            )
+            if where
+            else _("{source}: not valid YAML: {problem}").format(source=source, problem=problem)
+        )
+        raise SchemaError([text]) from None
     except RecursionError:
-        raise SchemaError([f"{source}: not valid YAML: nested too deeply"]) from None
+        raise SchemaError([_("{source}: not valid YAML: nested too deeply").format(source=source)]) from None
     if duplicates:
-        raise SchemaError([f"{source}: line {line}: {text}" for line, text in sorted(duplicates)])
+        raise SchemaError(
+            [
+                _("{source}: line {line}: {problem}").format(source=source, line=line, problem=text)
+                for line, text in sorted(duplicates)
+            ]
+        )
     return data
 
 
@@ -181,7 +210,7 @@ def is_host(value: Any) -> str | None:
     name = value.rstrip(".")
     if 0 < len(name) <= 253 and all(_HOST_LABEL.match(part) for part in name.split(".")):
         return None
-    return "not a host name or address"
+    return _("not a host name or address")
 
 
 def is_host_port(value: Any) -> str | None:
@@ -193,7 +222,7 @@ def is_host_port(value: Any) -> str | None:
     except ValueError as exc:
         return str(exc)
     if host and is_host(host):
-        return "not a host name or address before the port"
+        return _("not a host name or address before the port")
     return None
 
 
@@ -201,11 +230,11 @@ def split_host_port(value: str) -> tuple[str, int]:
     # [v6]:PORT, a link-local v6 with its zone too ([fe80::1%eth0]:53)
     m = re.fullmatch(r"\[([0-9a-fA-F:.]+(?:%[^\]\s]+)?)\]:([0-9]{1,5})|([^:\[\]]*):([0-9]{1,5})", value)
     if not m:
-        raise ValueError("not HOST:PORT (use [ADDRESS]:PORT for IPv6)")
+        raise ValueError(_("not HOST:PORT (use [ADDRESS]:PORT for IPv6)"))
     host = m.group(1) if m.group(1) is not None else m.group(3)
     port = int(m.group(2) or m.group(4))
     if not 0 <= port <= 65535:
-        raise ValueError("port out of range 0-65535")
+        raise ValueError(_("port out of range 0-65535"))
     return host, port
 
 
@@ -214,25 +243,25 @@ def is_url(value: Any) -> str | None:
         return None
     m = re.fullmatch(r"(https?)://([^/?#]+)([/?#].*)?", value)
     if not m:
-        return "not an http:// or https:// URL"
+        return _("not an http:// or https:// URL")
     return None
 
 
 def positive(value: Any) -> str | None:
     if isinstance(value, int | float) and value <= 0:
-        return "must be greater than 0"
+        return _("must be greater than 0")
     return None
 
 
 def non_negative(value: Any) -> str | None:
     if isinstance(value, int | float) and value < 0:
-        return "must not be negative"
+        return _("must not be negative")
     return None
 
 
 def ratio(value: Any) -> str | None:
     if isinstance(value, int | float) and not 0 <= value <= 1:
-        return "must be between 0 and 1"
+        return _("must be between 0 and 1")
     return None
 
 
@@ -241,7 +270,7 @@ def between(low: float, high: float) -> Check:
 
     def run(value: Any) -> str | None:
         if isinstance(value, int | float) and not low <= value <= high:
-            return f"must be between {low:g} and {high:g}"
+            return _("must be between {low} and {high}").format(low=f"{low:g}", high=f"{high:g}")
         return None
 
     return run
@@ -252,7 +281,7 @@ def at_least(low: float) -> Check:
 
     def run(value: Any) -> str | None:
         if isinstance(value, int | float) and value < low:
-            return f"must be at least {low:g}"
+            return _("must be at least {low}").format(low=f"{low:g}")
         return None
 
     return run
@@ -263,7 +292,7 @@ def at_most(high: float) -> Check:
 
     def run(value: Any) -> str | None:
         if isinstance(value, int | float) and value > high:
-            return f"must be at most {high:g}"
+            return _("must be at most {high}").format(high=f"{high:g}")
         return None
 
     return run
@@ -309,20 +338,20 @@ def checks_pass(obj: Any, *names: str) -> bool:
 
 def _type_name(tp: Any) -> str:
     if tp is str:
-        return "a string"
+        return _("a string")
     if tp is int:
-        return "a whole number"
+        return _("a whole number")
     if tp is float:
-        return "a number"
+        return _("a number")
     if tp is bool:
-        return "true or false"
+        return _("true or false")
     if dataclasses.is_dataclass(tp):
-        return "a mapping"
+        return _("a mapping")
     origin = get_origin(tp)
     if origin is tuple:
-        return "a list"
+        return _("a list")
     if origin is dict:
-        return "a mapping"
+        return _("a mapping")
     return str(tp)
 
 
@@ -347,7 +376,12 @@ def _convert(
     if origin is typing.Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            problems.append(f"{path}: must be one of {', '.join(map(str, allowed))} (got {value!r})")
+            problems.append(
+                f"{path}: "
+                + _("must be one of {allowed} (got {value})").format(
+                    allowed=", ".join(map(str, allowed)), value=repr(value)
+                )
+            )
             return allowed[0]
         return value
     if dataclasses.is_dataclass(tp):
@@ -355,7 +389,7 @@ def _convert(
     if origin is tuple:
         (elem,) = [a for a in get_args(tp) if a is not Ellipsis]
         if not isinstance(value, list):
-            problems.append(f"{path}: must be a list")
+            problems.append(f"{path}: " + _("must be a list"))
             return ()
         inner = check_fn.element if isinstance(check_fn, Each) else None
         out = []
@@ -363,9 +397,9 @@ def _convert(
             out.append(_convert(elem, item, _join(path, i), problems, inner))
         return tuple(out)
     if origin is dict:
-        _, elem = get_args(tp)
+        _key, elem = get_args(tp)
         if not isinstance(value, dict):
-            problems.append(f"{path}: must be a mapping")
+            problems.append(f"{path}: " + _("must be a mapping"))
             return {}
         return {str(k): _convert(elem, v, _join(path, str(k)), problems) for k, v in value.items()}
     ok = (
@@ -375,7 +409,12 @@ def _convert(
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        problems.append(f"{path}: must be {_type_name(tp)} (got {type(value).__name__} {value!r})")
+        problems.append(
+            f"{path}: "
+            + _("must be {kind} (got {type} {value})").format(
+                kind=_type_name(tp), type=type(value).__name__, value=repr(value)
+            )
+        )
         return None
     value = float(value) if tp is float else value
     if check_fn is not None and not isinstance(check_fn, Each):
@@ -392,19 +431,22 @@ def _secret(value: Any, path: str, problems: list[str]) -> Secret | None:
         ((kind, ref),) = value.items()
         if kind == "env" and isinstance(ref, str):
             if ref not in os.environ:
-                problems.append(f"{path}: environment variable {ref} is not set")
+                problems.append(f"{path}: " + _("environment variable {name} is not set").format(name=ref))
                 return None
             return Secret(os.environ[ref], f"env {ref}")
         if kind == "file" and isinstance(ref, str):
             try:
                 return Secret(Path(ref).read_text(encoding="utf-8").strip(), f"file {ref}")
             except OSError as exc:
-                problems.append(f"{path}: cannot read secret file {ref}: {exc.strerror}")
+                problems.append(
+                    f"{path}: "
+                    + _("cannot read secret file {file}: {why}").format(file=ref, why=exc.strerror)
+                )
                 return None
             except UnicodeDecodeError:
-                problems.append(f"{path}: secret file {ref} is not UTF-8 text")
+                problems.append(f"{path}: " + _("secret file {file} is not UTF-8 text").format(file=ref))
                 return None
-    problems.append(f"{path}: must be a string, {{env: NAME}} or {{file: PATH}}")
+    problems.append(f"{path}: " + _("must be a string, {env: NAME} or {file: PATH}"))
     return None
 
 
@@ -415,14 +457,17 @@ def parse(cls: type[T], raw: Any, path: str = "", problems: list[str] | None = N
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        problems.append(f"{path or '(top level)'}: must be a mapping")
+        where = path or _("(top level)")
+        problems.append(f"{where}: " + _("must be a mapping"))
         raw = {}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in raw:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            problems.append(f"{_join(path, str(key))}: unknown key (known keys: {known})")
+            problems.append(
+                f"{_join(path, str(key))}: " + _("unknown key (known keys: {known})").format(known=known)
+            )
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         key_path = _join(path, name)
@@ -431,7 +476,7 @@ def parse(cls: type[T], raw: Any, path: str = "", problems: list[str] | None = N
             if value is not None or raw[name] is None:
                 kwargs[name] = value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            problems.append(f"{key_path}: required")
+            problems.append(f"{key_path}: " + _("required"))
     if own and problems:
         raise SchemaError(problems)
     try:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.i18n import _
 from agent.schema import between, check, positive
 
 SiteType = Literal["commune_office", "health_station", "village_hall", "other"]
@@ -16,17 +17,17 @@ MBPS = 1_000_000 / 8  # bytes per second in one Mbit/s (contracted speeds are in
 
 def is_site_id(value: object) -> str | None:
     if isinstance(value, str) and not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", value):
-        return "must be 1-63 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit"
+        return _("must be 1-63 lower-case letters, digits, '-', '_' or '.', starting with a letter or digit")
     return None
 
 
 def non_empty(value: object) -> str | None:
-    return "must not be empty" if isinstance(value, str) and not value.strip() else None
+    return _("must not be empty") if isinstance(value, str) and not value.strip() else None
 
 
 def is_pass_ratio(value: object) -> str | None:
     """A share above 0 and at most 1."""
-    return "must be between 0 and 1" if isinstance(value, int | float) and not 0 < value <= 1 else None
+    return _("must be between 0 and 1") if isinstance(value, int | float) and not 0 < value <= 1 else None
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Site:
     def validate(self) -> list[str]:
         errs = []
         if (self.latitude is None) != (self.longitude is None):
-            errs.append("latitude: latitude and longitude go together")
+            errs.append("latitude: " + _("latitude and longitude go together"))
         return errs
 
     # The agent's own pass rule, in one place: the terminal verdict and the agent's counters both

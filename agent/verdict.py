@@ -93,7 +93,7 @@ def _one(r: Result[Any], site: Site) -> list[str]:
     prefix = "" if r.ok else _("PROBLEM: ")
     if isinstance(d, BandwidthRun):
         lines = bandwidth_verdict(d.test, site) if d.test is not None else []
-        return lines if r.ok else [f"{prefix}{r.detail}", *lines]
+        return lines if r.ok else [f"{prefix}{r.said()}", *lines]
     if isinstance(d, PingStats):
         return [
             prefix
@@ -110,24 +110,24 @@ def _one(r: Result[Any], site: Site) -> list[str]:
                 avg=_ms(d.rtt_avg_s),
                 jitter=_ms(d.jitter_s),
             )
-            + ("" if r.ok else f" — {r.detail}")
+            + ("" if r.ok else f" — {r.said()}")
         ]
     if isinstance(d, DnsLookup):
         got = ", ".join(d.addresses) if d.addresses else (d.rcode or _("no answer"))
         return [
             f"{prefix}{d.name} via {d.resolver}: {got}"
             + ("" if d.lookup_s is None else f" in {_ms(d.lookup_s)}")  # no answer: no time to give
-            + ("" if r.ok else f" — {r.detail}")
+            + ("" if r.ok else f" — {r.said()}")
         ]
     if isinstance(d, HttpCheck):
         status = d.status if d.status is not None else _("no answer")
         return [
             f"{prefix}{d.url}: {status}, first byte {_ms(d.first_byte_s)}, total {_ms(d.total_s)}"
-            + ("" if r.ok else f" — {r.detail}")
+            + ("" if r.ok else f" — {r.said()}")
         ]
     if isinstance(d, WifiLink):
         if not d.connected:
-            return [prefix + _("{interface}: not connected").format(interface=d.interface) + f" — {r.detail}"]
+            return [prefix + _("{interface}: not connected").format(interface=d.interface) + f" — {r.said()}"]
         signal = "-" if d.signal_dbm is None else f"{d.signal_dbm:.0f} dBm"
         return [f"{d.interface}: SSID {d.ssid!r}, signal {signal}, bitrate {_mbps(d.tx_bitrate_bps)}"]
     if isinstance(d, SystemStats):
@@ -136,7 +136,7 @@ def _one(r: Result[Any], site: Site) -> list[str]:
             f"CPU {d.cpu_ratio:.0%}, load {d.load1:.2f}, memory available {mem:.0%}, "
             f"{len(d.interfaces)} interfaces, agent RSS {d.agent_rss_bytes / 1e6:.1f} MB"
         ]
-    return [f"{prefix}{r.target or r.probe}: {r.detail or ('ok' if r.ok else r.reason)}"]
+    return [f"{prefix}{r.target or r.probe}: {r.said() or ('ok' if r.ok else r.reason)}"]
 
 
 def describe_results(probe: str, results: list[Result[Any]], site: Site) -> str:

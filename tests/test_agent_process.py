@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -164,7 +165,8 @@ def test_run_with_invalid_config_exits_2(tmp_path: Path) -> None:
 
 
 def test_unusable_push_queue_stops_start_with_clear_error(tmp_path: Path) -> None:
-    """A push queue that cannot be opened ends the start with exit 1 and a plain message, no traceback."""
+    """A push queue that cannot be opened ends the start before anything runs: exit 2 (check-config
+    says the same), the key and a plain message, no traceback."""
     import subprocess
     import sys
 
@@ -183,6 +185,40 @@ def test_unusable_push_queue_stops_start_with_clear_error(tmp_path: Path) -> Non
         text=True,
         timeout=30,
     )
-    assert res.returncode == 1
-    assert "cannot start: cannot open the push queue" in res.stderr
+    assert res.returncode == 2
+    assert f"  state_dir: {state / 'push-queue.sqlite'} is not a file" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_sighup_names_what_needs_a_restart_and_applies_the_rest(tmp_path: Path) -> None:
+    """A reload that moves state_dir: applied where it can be (log level, basic auth under --listen),
+    one log line names state_dir, hotspot_config_restart_required says so until the file agrees again."""
+    port = free_port()
+    base = site_yaml("nd-1") + LOOPBACK_PROBES
+    first = f"state_dir: {tmp_path / 'state-a'}\n"
+    agent = start_agent(base + first, tmp_path, listen=f"127.0.0.1:{port}")
+    try:
+        assert sample(agent, "hotspot_config_restart_required", site="nd-1") == 0
+        agent.config_path.write_text(
+            base
+            + f"state_dir: {tmp_path / 'state-b'}\nlog_level: debug\n"
+            + "exposition: {basic_auth: {username: prometheus, password: a-long-scrape-secret}}\n",
+            encoding="utf-8",
+        )
+        agent.signal(signal.SIGHUP)
+        assert wait_until(lambda: "needs a restart" in agent.log()), agent.log()
+        line = next(x for x in agent.log().splitlines() if "needs a restart" in x)
+        assert f"state_dir (running: {tmp_path / 'state-a'}, file: {tmp_path / 'state-b'})" in line
+        with pytest.raises(urllib.error.HTTPError) as refused:  # basic auth now, on the same --listen port
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert refused.value.code == 401
+        assert "DEBUG" in agent.log()  # the scrape just refused is logged at the new level
+        agent.config_path.write_text(base + first, encoding="utf-8")
+        agent.signal(signal.SIGHUP)
+        assert wait_until(lambda: "config reloaded" in agent.log().rsplit("needs a restart", 1)[1])
+        assert sample(agent, "hotspot_config_reloads_total", result="success") == 2
+        assert sample(agent, "hotspot_config_restart_required", site="nd-1") == 0
+        assert sample(agent, "hotspot_config_last_reload_successful", site="nd-1") == 1
+        assert not (tmp_path / "state-b").exists()
+    finally:
+        assert agent.stop() == 0

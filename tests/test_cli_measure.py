@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.support.agentproc import LOOPBACK_PROBES, site_yaml
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def speedtest_server() -> Iterator[str]:
+    """The project's test server on loopback, paced to 40 Mbit/s; yields its URL."""
+    argv = ["--listen", "127.0.0.1:0", "--test-only-pace-mbps", "40"]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "collector.speedtest_server", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        m = None
+        for _ in range(5):  # a warning about the test-only pacing comes first
+            m = m or re.search(r"listening on (\S+)", server.stdout.readline())
+        assert m, "the speedtest server did not start"
+        yield m.group(1)
+    finally:
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()
 
 
 def measure(*args: str) -> subprocess.CompletedProcess[str]:
@@ -77,40 +108,15 @@ def test_server_option_only_for_bandwidth() -> None:
 
 def test_measure_bandwidth_json_without_config(tmp_path: Path) -> None:
     """`measure bandwidth --server URL --json` works with no config and prints the contract's fields."""
-    import re
-
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "collector.speedtest_server",
-            "--listen",
-            "127.0.0.1:0",
-            "--test-only-pace-mbps",
-            "40",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        m = None
-        for _ in range(5):  # a warning about the test-only pacing comes first
-            m = m or re.search(r"listening on (\S+)", server.stdout.readline())
-        assert m, "the speedtest server did not start"
-        res = measure("bandwidth", "--server", m.group(1), "--json")
-        words = measure("bandwidth", "--server", m.group(1))
+    with speedtest_server() as url:
+        res = measure("bandwidth", "--server", url, "--json")
+        words = measure("bandwidth", "--server", url)
         # 3 MB per direction is ~0.6 s at 40 Mbit/s: the byte limit comes before the rate settles
         cfg = tmp_path / "c.yaml"
         cfg.write_text(
             site_yaml("nd-1") + f"probes:\n  bandwidth: {{max_bytes: 3000000}}\nstate_dir: {tmp_path}\n"
         )
-        capped = measure("bandwidth", "--config", str(cfg), "--server", m.group(1), "--json")
-    finally:
-        server.terminate()
-        server.wait(10)
+        capped = measure("bandwidth", "--config", str(cfg), "--server", url, "--json")
     assert res.returncode == 0, res.stdout + res.stderr
     out = json.loads(res.stdout)
     for key in ("download_bps", "upload_bps", "download_bytes", "upload_bytes", "latency_ms", "duration_s"):
@@ -180,3 +186,55 @@ def test_dns_words_give_no_time_for_no_answer() -> None:
     )
     assert "via 127.0.0.1:5353: no answer — nothing answers" in words
     assert "in -" not in words and "192.0.2.1 in 12.0 ms" in words
+
+
+def test_no_probe_names_itself_twice(tmp_path: Path) -> None:
+    """Each `measure <probe>` line names the probe once: a failed wifi run said "wifi: wifi: ...",
+    dns and http repeated "dns:"/"http:" after the dash. Every probe fails here on loopback."""
+    closed = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        site_yaml("nd-1")
+        + "probes:\n"
+        + f"  ping: {{targets: ['127.0.0.1'], gateway: false, count: 2, method: tcp, tcp_port: {closed}}}\n"
+        + f"  dns: {{resolvers: ['127.0.0.1:{closed}'], names: [a.test], query_timeout_s: 0.5}}\n"
+        + f"  http: {{urls: ['http://127.0.0.1:{closed}/'], portal_check_url: ''}}\n"
+        + "  wifi: {iw_path: /nonexistent/iw}\n"
+        + "  system: {disk_paths: ['/']}\n"
+        + f"  bandwidth: {{server: 'http://127.0.0.1:{closed}/', defer_threshold_bytes_per_s: 0}}\n"
+        + f"state_dir: {tmp_path / 'state'}\n"
+    )
+    said = {}
+    for probe in ("ping", "dns", "http", "wifi", "system", "bandwidth"):
+        res = measure(probe, "--config", str(cfg))
+        assert "Traceback" not in res.stderr, res.stderr
+        said[probe] = res.stdout
+        for line in res.stdout.splitlines():
+            assert f"{probe}: {probe}:" not in line and f"— {probe}: " not in line, line
+    assert "PROBLEM: wifi: the iw program was not found" in said["wifi"]
+    assert "nothing answers DNS at 127.0.0.1" in said["dns"]
+    assert f"— connection refused by 127.0.0.1 for http://127.0.0.1:{closed}/" in said["http"]
+
+
+@pytest.mark.slow
+def test_measure_bandwidth_with_a_config_books_its_bytes_and_keeps_the_owner(tmp_path: Path) -> None:
+    """The test used the site's line, so its bytes go into that site's monthly budget, the words say
+    so, and run as root the budget file stays the service user's (its state dir's owner)."""
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)  # the service user's state dir (nobody, for the test)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(site_yaml("nd-1") + f"probes:\n  bandwidth: {{max_bytes: 2000000}}\nstate_dir: {state}\n")
+    with speedtest_server() as url:
+        first = measure("bandwidth", "--config", str(cfg), "--server", url, "--json")
+        words = measure("bandwidth", "--config", str(cfg), "--server", url)
+        adhoc = measure("bandwidth", "--server", url)
+    out = json.loads(first.stdout)
+    budget = state / "bandwidth-budget.json"
+    saved = json.loads(budget.read_text())
+    assert saved["used_bytes"] > out["download_bytes"] + out["upload_bytes"] > 0  # both runs booked
+    assert (budget.stat().st_uid, budget.stat().st_gid) == (65534, 65534)
+    line = words.stdout.splitlines()[-1]
+    assert line.startswith("Data budget: booked ") and f"({budget})" in line, words.stdout
+    assert f"for {saved['month']}" in line and f"{saved['used_bytes'] / 1e6:.0f} MB used this month" in line
+    assert adhoc.stdout.splitlines()[-1] == "Data budget: not booked (no --config: no site's budget)."

@@ -89,6 +89,36 @@ def test_check_config_speaks_the_locales_language(tmp_path):
     )
 
 
+def test_every_problem_line_of_check_config_is_vietnamese_under_a_vietnamese_locale(tmp_path):
+    """The file's mistakes and what this host refuses: each line keeps its key, says why in Vietnamese."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "site: {id: Nd-1, commune: Xã Một, province: P}\n"
+        "probes: {ping: {count: 0, colour: red}}\n"
+        "push: {enabled: true}\n"
+        "exposition: {listen: nohostport}\n"
+    )
+    vi = run_cli("check-config", str(bad), lang="vi_VN.UTF-8", tmp_path=tmp_path)
+    assert vi.returncode == 2
+    lines = [line.strip() for line in vi.stderr.splitlines() if line.startswith("  ")]
+    assert "probes.ping.count: phải nằm trong khoảng 1 đến 1000" in lines
+    assert any(line.startswith("probes.ping.colour: khóa không tồn tại (các khóa hợp lệ:") for line in lines)
+    assert "exposition.listen: không đúng dạng HOST:PORT (với IPv6 dùng [ĐỊA_CHỈ]:PORT)" in lines
+    assert any(line.startswith("site.id: phải gồm 1-63 chữ thường") for line in lines)
+    assert "push.url: bắt buộc khi bật push" in lines
+    (tmp_path / "state").write_text("")
+    host = tmp_path / "host.yaml"
+    host.write_text(
+        f"site: {{id: nd-1-tyt, commune: Xã Một, province: P}}\nstate_dir: {tmp_path / 'state'}\n"
+    )
+    vi = run_cli("check-config", str(host), lang="vi_VN.UTF-8", tmp_path=tmp_path)
+    assert vi.returncode == 2
+    assert f"  state_dir: {tmp_path / 'state'} không phải là thư mục" in vi.stderr
+    assert "Thiết bị này không chạy được chương trình đo" in vi.stderr
+    en = run_cli("check-config", str(host), lang="C.UTF-8", tmp_path=tmp_path)
+    assert f"  state_dir: {tmp_path / 'state'} is not a directory" in en.stderr
+
+
 def test_measure_ping_in_vietnamese_against_loopback(tmp_path):
     """`measure ping` with a loopback-only config: a real measurement, its summary in Vietnamese."""
     config = tmp_path / "c.yaml"
@@ -126,7 +156,10 @@ def test_every_message_in_the_code_is_translated_and_keeps_its_placeholders(tmp_
     pot = tmp_path / "messages.pot"
     subprocess.run(
         ["xgettext", "--language=Python", "--keyword=_", "--from-code=UTF-8", "-o", str(pot)]
-        + [str(ROOT / "agent" / name) for name in ("cli.py", "verdict.py")],
+        + [
+            str(ROOT / "agent" / name)
+            for name in ("cli.py", "verdict.py", "config.py", "schema.py", "site.py", "push/settings.py")
+        ],
         check=True,
         capture_output=True,
         env={**os.environ, "LC_ALL": "C.UTF-8"},  # xgettext reads the sources in the locale's charset

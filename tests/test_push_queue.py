@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import random
 import sqlite3
 import struct
@@ -77,6 +78,7 @@ def test_queue_keeps_every_sample_in_order_across_merges_and_restarts(tmp_path):
     assert q.stats().samples == 0
     blocks = sqlite3.connect(path).execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
     assert blocks == 0
+    q.close()
 
 
 def test_disk_cap_drops_oldest_and_counts_exactly(tmp_path):
@@ -93,6 +95,7 @@ def test_disk_cap_drops_oldest_and_counts_exactly(tmp_path):
     oldest_kept = min(ts for _, ts, _ in left)
     assert oldest_kept == NOW + (dropped // 40) * 1000  # exactly the oldest snapshots are gone
     assert (tmp_path / "q.sqlite").stat().st_size <= 256 * 1024 + 64 * 1024
+    q.close()
 
 
 def test_too_old_samples_are_dropped_and_counted_not_sent(tmp_path):
@@ -109,6 +112,7 @@ def test_too_old_samples_are_dropped_and_counted_not_sent(tmp_path):
     q.release(batch)
     assert q.expire(NOW + 7200_000).too_old == 2  # whole blocks past the limit leave the disk
     assert q.stats().samples == 0
+    q.close()
 
 
 def test_week_of_snapshots_fits_the_disk_budget(tmp_path):
@@ -138,5 +142,37 @@ def test_unusable_queue_path_gives_a_clear_error(tmp_path):
 
     bad = tmp_path / "q.sqlite"
     bad.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(QueueError, match=str(bad)):
+    message = ""
+    try:
         SampleQueue(bad, 10**6, 3600)
+    except QueueError as exc:
+        message = str(exc)
+        # while the error is still in hand (its traceback holds the half-made queue), the lock file
+        # is already let go: a retry or another process may take it
+        with open(f"{bad}.lock", "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        pytest.fail("a file that is no database was opened as a queue")
+    assert str(bad) in message
+
+
+def test_a_pusher_that_cannot_start_leaves_the_queue_free(tmp_path):
+    """A CA file that is no certificate stops the pusher before it takes the queue, so a reload that
+    fixes the file can open the queue again (a held lock refused it as "used by another pusher")."""
+    import ssl
+
+    import pytest
+    from prometheus_client import CollectorRegistry
+
+    from agent.push.pusher import QUEUE_FILE, Pusher
+    from agent.push.settings import PushSettings
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    settings = PushSettings(enabled=True, url="https://127.0.0.1:9/api/v1/write", tls_ca_file=str(ca))
+    try:
+        Pusher(settings, CollectorRegistry(), tmp_path, {"site": "nd-1"})
+    except ssl.SSLError:
+        SampleQueue(tmp_path / QUEUE_FILE, 10**6, 3600).close()  # while the failed pusher is in hand
+    else:
+        pytest.fail("a CA file that is no certificate was accepted")

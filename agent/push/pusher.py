@@ -212,13 +212,14 @@ class Pusher:
         self._clock = clock  # the wall clock, Unix seconds: snapshot stamps and sample ages
         self._registry = registry
         self._instance = identity_labels.get("site", "")
+        # The client first: a CA file it cannot load must not leave the queue (and its lock) open.
+        self._client = RemoteWriteClient(settings)
         self.queue = SampleQueue(
             Path(state_dir) / QUEUE_FILE, settings.max_queue_bytes, settings.max_sample_age_s
         )
         self.metrics = PushMetrics(identity_labels)
         self.metrics.queue = self.queue
         self.metrics.clock = clock
-        self._client = RemoteWriteClient(settings)
         parts = urlsplit(settings.url)
         self._where = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)  # no secrets
         self._stop = threading.Event()

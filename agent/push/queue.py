@@ -165,24 +165,30 @@ class SampleQueue:
         self.max_age_ms = int(max_age_s * 1000)
         self.merge_samples = merge_samples
         self._lock = threading.Lock()
+        lockfile: IO[bytes] | None = None
+        db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._lockfile = _lock_exclusively(Path(f"{path}.lock"))
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives power loss too
-            self._db.execute("PRAGMA journal_size_limit=4194304")
-            self._db.execute(
-                "PRAGMA wal_autocheckpoint=128"
-            )  # a WAL of at most ~0.5 MiB: room for a full disk
-            self._db.executescript(_SCHEMA)
-            self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-            rows = self._db.execute("SELECT id, labels FROM series").fetchall()
-        except QueueError:
+            lockfile = _lock_exclusively(Path(f"{path}.lock"))
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives power loss too
+            db.execute("PRAGMA journal_size_limit=4194304")
+            db.execute("PRAGMA wal_autocheckpoint=128")  # a WAL of at most ~0.5 MiB: room for a full disk
+            db.executescript(_SCHEMA)
+            self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+            rows = db.execute("SELECT id, labels FROM series").fetchall()
+        except BaseException as exc:
+            # Closed now, not when the garbage collector finds them: the held lock would refuse a retry.
+            if db is not None:
+                db.close()
+            if lockfile is not None:
+                lockfile.close()
+            if isinstance(exc, OSError | sqlite3.Error) and not isinstance(exc, QueueError):
+                raise QueueError(f"cannot open the push queue {path}: {exc}") from None
             raise
-        except (OSError, sqlite3.Error) as exc:
-            raise QueueError(f"cannot open the push queue {path}: {exc}") from None
+        self._lockfile, self._db = lockfile, db
         self._sids = {bytes(lb): sid for sid, lb in rows}
         self._labels = {sid: lb for lb, sid in self._sids.items()}
         self._inflight: set[int] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.i18n import _
 from agent.schema import BasicAuth, Secret, check, is_url, positive
 
 MIB = 1024 * 1024
@@ -47,17 +48,17 @@ class PushSettings:
         """
         errs = []
         if self.enabled and not self.url:
-            errs.append("url: required when push is enabled")
+            errs.append("url: " + _("required when push is enabled"))
         if self.basic_auth is not None and self.bearer_token is not None:
-            errs.append("bearer_token: use either basic_auth or bearer_token, not both")
+            errs.append("bearer_token: " + _("use either basic_auth or bearer_token, not both"))
         if self.tls_ca_file and not Path(self.tls_ca_file).is_file():
-            errs.append(f"tls_ca_file: no such file: {self.tls_ca_file}")
+            errs.append("tls_ca_file: " + _("no such file: {path}").format(path=self.tls_ca_file))
         if self.tls_ca_file and self.url.startswith("http://"):
-            errs.append("tls_ca_file: the url is http://, so no TLS is used")
+            errs.append("tls_ca_file: " + _("the url is http://, so no TLS is used"))
         if self.max_queue_bytes < MIB:
-            errs.append("max_queue_bytes: must be at least 1048576 (1 MiB)")
+            errs.append("max_queue_bytes: " + _("must be at least 1048576 (1 MiB)"))
         if self.max_sample_age_s <= self.interval_s:
-            errs.append("max_sample_age_s: must be longer than interval_s")
+            errs.append("max_sample_age_s: " + _("must be longer than interval_s"))
         if self.max_backoff_s < self.min_backoff_s:
-            errs.append("max_backoff_s: must not be shorter than min_backoff_s")
+            errs.append("max_backoff_s: " + _("must not be shorter than min_backoff_s"))
         return errs
