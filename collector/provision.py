@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from agent.schema import is_url, split_host_port
+from agent.schema import is_url, split_host_port, url_has_credentials
 from collector import targets
 from collector.atomic_file import write_atomic
 from collector.inventory import Inventory, InventorySite, load_or_report
@@ -183,11 +183,16 @@ def provision(
             f"--rotate: {', '.join(sorted(unknown))}: not a pushing site of the inventory "
             "(only pushing sites have a push credential)"
         )
-    for name, url in (
-        ("--push-url", push_url),
-        ("--vm-url", vm_url),
-        ("--speedtest-server", speedtest_server),
+    for name, url, instead in (
+        ("--push-url", push_url, "provision gives each pushing site its own (sites/ID/push-password)"),
+        ("--vm-url", vm_url, "vmauth reaches VictoriaMetrics without one: keep it on a private address"),
+        ("--speedtest-server", speedtest_server, "its token goes in each agent's probes.bandwidth.token"),
     ):
+        if url_has_credentials(url):  # not echoed: it holds a password
+            raise ProvisionError(
+                f"{name}: has a user name or password in it (USER:PASSWORD@HOST), which would be copied "
+                f"into every site's config and the logs; give the URL alone: {instead}"
+            )
         problem = is_url(url) if url else None
         if problem:
             raise ProvisionError(f"{name}: {url!r} is {problem}")
