@@ -257,6 +257,9 @@ class GuardedServer:
         self.socket.setblocking(False)
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a worker lets go of a connection
+        self._serving: set[_Conn] = set()  # connections a worker holds now
+        self._closed = False  # server_close() ran: workers close their connections, hand none back
         self._open = 0
         self._open_per_ip: dict[str, int] = {}
         self._busy = 0  # requests being served
@@ -327,10 +330,26 @@ class GuardedServer:
         self._wake()
         self._stopped.wait()
 
-    def server_close(self) -> None:
+    def server_close(self, wait_s: float = 5.0) -> None:
+        """Close the listening socket and every connection, now: those waiting for a head or a
+        worker at once, those being served by shutting them down (their worker closes them; this
+        waits up to `wait_s` for that). Call after shutdown() or once serve_forever() returned."""
         self.socket.close()
         for conn in list(self._pending.values()):
             self._drop(conn)
+        with self._lock:
+            self._closed = True
+            waiting = [*self._ready, *self._returned]
+            self._ready.clear()
+            self._returned.clear()
+            serving = list(self._serving)
+        for conn in waiting:
+            self._close(conn)
+        for conn in serving:  # a worker blocked in a read or a send returns at once
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._serving, wait_s)
         self._wake_r.close()
         self._wake_w.close()
         self._selector.close()
@@ -557,7 +576,13 @@ class GuardedServer:
     def _serve_one(self, conn: _Conn) -> None:
         keep = False
         with self._lock:
-            self._busy += 1
+            closed = self._closed
+            if not closed:
+                self._busy += 1
+                self._serving.add(conn)
+        if closed:  # dispatched as the server closed
+            self._close(conn)
+            return
         try:
             conn.sock.settimeout(self.limits.io_timeout_s)
             handler = self.handler(conn, conn.addr, self)  # type: ignore[arg-type]
@@ -575,16 +600,27 @@ class GuardedServer:
         try:
             conn.sock.setblocking(False)
         except OSError:
-            self._close(conn)
+            self._let_go(conn, close=True)
             return
         if not keep:
             self._linger(conn)
         else:
             wait = self.limits.head_timeout_s if conn.buf else self.limits.idle_timeout_s
             conn.deadline = time.monotonic() + wait
-        with self._lock:
-            self._returned.append(conn)
+        self._let_go(conn)
         self._wake()
+
+    def _let_go(self, conn: _Conn, close: bool = False) -> None:
+        """A worker is done with `conn`: back to the selector, or closed (asked, or the server is)."""
+        with self._lock:
+            close = close or self._closed
+            if not close:
+                self._returned.append(conn)
+        if close:
+            self._close(conn)
+        with self._idle:
+            self._serving.discard(conn)
+            self._idle.notify_all()
 
 
 def server_tls_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:
