@@ -14,9 +14,9 @@ request and hands a kept-alive connection back to the selector. So:
   once;
 - the listen backlog (`backlog`) absorbs a burst of parallel scrapes without SYN retries;
 - a head whose body framing is ambiguous (RFC 9112 §6.3: Content-Length twice or not digits, with
-  Transfer-Encoding, a coding other than chunked; obsolete line folding, a malformed header line)
-  is answered 400 (501 for an unknown coding) and closed, before any handler sees it: behind a
-  proxy that frames the body differently it would smuggle a second request;
+  Transfer-Encoding, a coding other than chunked; obsolete line folding, a malformed header line,
+  Host missing or twice) is answered 400 (501 for an unknown coding) and closed before any
+  handler sees it: behind a proxy that frames the body differently it would smuggle a request;
 - a request body the handler did not read (a GET with a body) closes the connection, so the body
   is never read as the next request.
 
@@ -110,9 +110,10 @@ class FramingError(Exception):
 def body_framing(head: bytes) -> bool:
     """Whether the request `head` (request line to blank line) declares a body; raises FramingError
     for what RFC 9112 says a server must refuse (§6.3 message body length, §5.2 obsolete line
-    folding, §5.1 whitespace before the colon, §3.2 Host twice), so that no two readers of the same
-    bytes (a proxy in front, this server) can frame the body differently. Content-Length given
-    twice is refused even with equal values (§6.3 allows either; nginx refuses it too).
+    folding, §5.1 whitespace before the colon, §3.2 Host missing or twice), so that no two readers
+    of the same bytes (a proxy in front, this server) can frame the body or pick the host
+    differently. Content-Length given twice is refused even with equal values (§6.3 allows
+    either; nginx refuses it too).
     """
     lines = _LINE_END.split(head)
     http10 = lines[0].rstrip().endswith(b"HTTP/1.0")
@@ -138,8 +139,8 @@ def body_framing(head: bytes) -> bool:
             codings += [c for c in (v.strip(b" \t").lower() for v in value.split(b",")) if c]
         elif key == b"host":
             hosts += 1
-    if hosts > 1:
-        raise FramingError(400, "Host given more than once")
+    if hosts > 1 or (hosts == 0 and not http10):
+        raise FramingError(400, "an HTTP/1.1 request needs exactly one Host header")
     if chunked_header:
         if http10:
             raise FramingError(400, "Transfer-Encoding in an HTTP/1.0 request")

@@ -97,6 +97,12 @@ def test_transfer_encoding_in_http_1_0_is_refused(port: int) -> None:
     assert [a[0] for a in answers] == [400]
 
 
+def test_http_1_1_without_host_is_refused(port: int) -> None:
+    """RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400; HTTP/1.0 needs none."""
+    assert [a[0] for a in exchange(port, b"GET / HTTP/1.1\r\n\r\n")] == [400]
+    assert exchange(port, b"GET / HTTP/1.0\r\n\r\n")[0][0] in (200, 404)
+
+
 def test_one_valid_content_length_is_served(port: int) -> None:
     """The control: the same request with one valid Content-Length is answered, not refused."""
     answers = exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
