@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.schema import BasicAuth, Secret, check, is_url, positive, url_has_credentials
+from agent.schema import BasicAuth, Secret, check, is_url, positive
 
 MIB = 1024 * 1024
 # The collector's Prometheus accepts samples up to its out_of_order_time_window (6 h) old; the
@@ -14,10 +14,7 @@ DEFAULT_MAX_SAMPLE_AGE_S = 6 * 3600 - 30 * 60
 
 
 def url_or_empty(value: object) -> str | None:
-    """An http(s) URL without credentials, or empty while push is disabled (validate() requires it
-    when enabled)."""
-    if isinstance(value, str) and url_has_credentials(value):
-        return "has a user name or password in it (USER:PASSWORD@HOST): give them as push.basic_auth"
+    """An http(s) URL, or empty while push is disabled (validate() requires it when enabled)."""
     return None if value == "" else is_url(value)
 
 
