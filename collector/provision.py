@@ -296,6 +296,9 @@ def command(args: argparse.Namespace) -> int:
     inventory = load_or_report(args.inventory)
     if inventory is None:
         return 2
+    if args.out.exists() and not args.out.is_dir():  # else a bare "File exists" from mkdir
+        print(f"hotspot-collector provision: --out {args.out}: not a directory", file=sys.stderr)
+        return 2
     try:
         report = provision(
             inventory,

@@ -121,6 +121,9 @@ def test_cli_reports_missing_push_url_unknown_rotate_and_bad_state(tmp_path, cap
     (out / "credentials.json").write_text("[]")
     assert collector_main(args) == 2
     assert "not a credential state file" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert collector_main([*args[:4], str(tmp_path / "file"), *args[5:]]) == 2
+    assert f"--out {tmp_path / 'file'}: not a directory" in capsys.readouterr().err
 
 
 def _listening(port: int) -> bool:
