@@ -12,7 +12,13 @@ request and hands a kept-alive connection back to the selector. So:
 - when the server is full, the connection that has waited longest for a head is closed to make
   room, so a slowloris holding every slot cannot lock out a normal client, who sends its head at
   once;
-- the listen backlog (`backlog`) absorbs a burst of parallel scrapes without SYN retries.
+- the listen backlog (`backlog`) absorbs a burst of parallel scrapes without SYN retries;
+- a head whose body framing is ambiguous (RFC 9112 §6.3: Content-Length twice or not digits, with
+  Transfer-Encoding, a coding other than chunked; obsolete line folding, a malformed header line,
+  Host missing or twice) is answered 400 (501 for an unknown coding) and closed before any
+  handler sees it: behind a proxy that frames the body differently it would smuggle a request;
+- a request body the handler did not read (a GET with a body) closes the connection, so the body
+  is never read as the next request.
 
 Why our own code rather than a server library: waitress, the well-kept pure-Python WSGI server,
 bounds head size but has no TLS (the agent serves TLS with client certificates), times out idle
@@ -42,6 +48,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 §5.6.2: a field name
 LINGER_S = 2.0  # how long a closing connection may keep sending what we will not read
 LINGER_BYTES = 256 * 1024
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -65,7 +73,18 @@ class Limits:
 class _Conn:
     """One client connection while it belongs to the selector or a worker."""
 
-    __slots__ = ("addr", "buf", "closed", "deadline", "handshaken", "ip", "lingering", "scanned", "sock")
+    __slots__ = (
+        "addr",
+        "body",
+        "buf",
+        "closed",
+        "deadline",
+        "handshaken",
+        "ip",
+        "lingering",
+        "scanned",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, addr: Any, deadline: float, handshaken: bool) -> None:
         self.sock = sock
@@ -77,6 +96,66 @@ class _Conn:
         self.handshaken = handshaken
         self.closed = False
         self.lingering = -1  # bytes discarded since the answer that closes it; -1: not closing
+        self.body = False  # the request being served declares a body
+
+
+class FramingError(Exception):
+    """A request head the server must refuse (RFC 9112): `status` 400 or 501, `reason` says why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def body_framing(head: bytes) -> bool:
+    """Whether the request `head` (request line to blank line) declares a body; raises FramingError
+    for what RFC 9112 says a server must refuse (§6.3 message body length, §5.2 obsolete line
+    folding, §5.1 whitespace before the colon, §3.2 Host missing or twice), so that no two readers
+    of the same bytes (a proxy in front, this server) can frame the body or pick the host
+    differently. Content-Length given twice is refused even with equal values (§6.3 allows
+    either; nginx refuses it too).
+    """
+    lines = _LINE_END.split(head)
+    http10 = lines[0].rstrip().endswith(b"HTTP/1.0")
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    chunked_header = False
+    hosts = 0
+    for line in lines[1:]:
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            raise FramingError(400, "obsolete line folding (a header line starting with a space or tab)")
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN.fullmatch(name):
+            raise FramingError(400, "malformed header line: a field name, then directly a colon")
+        if b"\r" in value or b"\0" in value:
+            raise FramingError(400, "a CR or NUL inside a header value")
+        key = name.lower()
+        if key == b"content-length":
+            lengths += [v.strip(b" \t") for v in value.split(b",")]
+        elif key == b"transfer-encoding":
+            chunked_header = True
+            codings += [c for c in (v.strip(b" \t").lower() for v in value.split(b",")) if c]
+        elif key == b"host":
+            hosts += 1
+    if hosts > 1 or (hosts == 0 and not http10):
+        raise FramingError(400, "an HTTP/1.1 request needs exactly one Host header")
+    if chunked_header:
+        if http10:
+            raise FramingError(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if lengths:
+            raise FramingError(400, "both Content-Length and Transfer-Encoding: send one")
+        if codings != [b"chunked"]:
+            if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+                raise FramingError(400, "Transfer-Encoding must end in chunked, given once")
+            raise FramingError(501, "Transfer-Encoding: only chunked is implemented")
+        return True
+    if len(lengths) > 1:
+        raise FramingError(400, "Content-Length given more than once")
+    if lengths and not lengths[0].isdigit():  # bytes.isdigit: ASCII 0-9 only
+        raise FramingError(400, "Content-Length must be a whole number of bytes in digits 0-9")
+    return bool(lengths) and int(lengths[0]) > 0
 
 
 class _Prefixed(io.RawIOBase):
@@ -131,9 +210,13 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.rfile = self._buffered
         self.wfile = _Writer(self.connection)
 
+    body_read = False  # a handler that reads the request body sets it; else the connection closes
+
     def handle(self) -> None:
         self.close_connection = True
         self.handle_one_request()
+        if self.request.body and not self.body_read:
+            self.close_connection = True  # the unread body must not be read as the next request
 
     def finish(self) -> None:
         pass  # the server decides whether the connection lives on
@@ -175,6 +258,9 @@ class GuardedServer:
         self.socket.setblocking(False)
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when a worker lets go of a connection
+        self._serving: set[_Conn] = set()  # connections a worker holds now
+        self._closed = False  # server_close() ran: workers close their connections, hand none back
         self._open = 0
         self._open_per_ip: dict[str, int] = {}
         self._busy = 0  # requests being served
@@ -245,10 +331,26 @@ class GuardedServer:
         self._wake()
         self._stopped.wait()
 
-    def server_close(self) -> None:
+    def server_close(self, wait_s: float = 5.0) -> None:
+        """Close the listening socket and every connection, now: those waiting for a head or a
+        worker at once, those being served by shutting them down (their worker closes them; this
+        waits up to `wait_s` for that). Call after shutdown() or once serve_forever() returned."""
         self.socket.close()
         for conn in list(self._pending.values()):
             self._drop(conn)
+        with self._lock:
+            self._closed = True
+            waiting = [*self._ready, *self._returned]
+            self._ready.clear()
+            self._returned.clear()
+            serving = list(self._serving)
+        for conn in waiting:
+            self._close(conn)
+        for conn in serving:  # a worker blocked in a read or a send returns at once
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        with self._idle:
+            self._idle.wait_for(lambda: not self._serving, wait_s)
         self._wake_r.close()
         self._wake_w.close()
         self._selector.close()
@@ -352,8 +454,13 @@ class GuardedServer:
             if found and found.end() <= limits.max_head_bytes:
                 if conn.buf.count(b"\n", 0, found.end()) > limits.max_header_lines + 2:
                     self._answer_and_drop(conn, 431, "too many header lines")
-                else:
-                    self._dispatch(conn)
+                    return
+                try:
+                    conn.body = body_framing(bytes(conn.buf[: found.end()]))
+                except FramingError as exc:
+                    self._answer_and_drop(conn, exc.status, exc.reason)
+                    return
+                self._dispatch(conn)
                 return
             if len(conn.buf) > limits.max_head_bytes:
                 self._answer_and_drop(conn, 431, f"request head over {limits.max_head_bytes} bytes")
@@ -409,7 +516,12 @@ class GuardedServer:
     def _answer_and_drop(self, conn: _Conn, status: int, reason: str) -> None:
         log.debug("%s: %d %s", conn.ip, status, reason)
         if conn.handshaken:
-            phrase = {408: "Request Timeout", 431: "Request Header Fields Too Large"}[status]
+            phrase = {
+                400: "Bad Request",
+                408: "Request Timeout",
+                431: "Request Header Fields Too Large",
+                501: "Not Implemented",
+            }[status]
             body = reason.encode() + b"\n"
             with contextlib.suppress(OSError, ValueError):
                 conn.sock.send(
@@ -465,7 +577,13 @@ class GuardedServer:
     def _serve_one(self, conn: _Conn) -> None:
         keep = False
         with self._lock:
-            self._busy += 1
+            closed = self._closed
+            if not closed:
+                self._busy += 1
+                self._serving.add(conn)
+        if closed:  # dispatched as the server closed
+            self._close(conn)
+            return
         try:
             conn.sock.settimeout(self.limits.io_timeout_s)
             handler = self.handler(conn, conn.addr, self)  # type: ignore[arg-type]
@@ -483,16 +601,27 @@ class GuardedServer:
         try:
             conn.sock.setblocking(False)
         except OSError:
-            self._close(conn)
+            self._let_go(conn, close=True)
             return
         if not keep:
             self._linger(conn)
         else:
             wait = self.limits.head_timeout_s if conn.buf else self.limits.idle_timeout_s
             conn.deadline = time.monotonic() + wait
-        with self._lock:
-            self._returned.append(conn)
+        self._let_go(conn)
         self._wake()
+
+    def _let_go(self, conn: _Conn, close: bool = False) -> None:
+        """A worker is done with `conn`: back to the selector, or closed (asked, or the server is)."""
+        with self._lock:
+            close = close or self._closed
+            if not close:
+                self._returned.append(conn)
+        if close:
+            self._close(conn)
+        with self._idle:
+            self._serving.discard(conn)
+            self._idle.notify_all()
 
 
 def server_tls_context(cert_file: str, key_file: str, client_ca_file: str = "") -> ssl.SSLContext:

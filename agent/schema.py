@@ -238,9 +238,20 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host, port
 
 
+def url_has_credentials(value: str) -> bool:
+    """Whether a URL carries a user name or password (USER:PASSWORD@HOST) in its authority."""
+    m = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)", value)
+    return bool(m and "@" in m.group(1))
+
+
 def is_url(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
+    if url_has_credentials(value):  # a URL is copied into configs, logs and labels; a secret must not be
+        return (
+            "has a user name or password in it (USER:PASSWORD@HOST): give credentials in their own "
+            "setting (push: basic_auth or bearer_token; probes.bandwidth: token), never in a URL"
+        )
     m = re.fullmatch(r"(https?)://([^/?#]+)([/?#].*)?", value)
     if not m:
         return _("not an http:// or https:// URL")

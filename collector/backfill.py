@@ -472,11 +472,34 @@ def backfill(
     return stats
 
 
+MAX_DAYS = 400  # a longer history outlives the 400 d retention docs/collector.md gives Prometheus
+
+
 def _date(text: str) -> dt.datetime:
     try:
-        return dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=TZ)
+        day = dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=TZ)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    if day.timestamp() < 0:  # promtool and Prometheus keep no sample before the Unix epoch
+        raise argparse.ArgumentTypeError(
+            f"{text}: before the Unix epoch (1970-01-01 in UTC); give a later day"
+        )
+    return day
+
+
+def _out_problem(out: Path) -> str | None:
+    """Why `out` cannot take a history: it is not a directory, or already holds something."""
+    try:
+        if out.exists() and not out.is_dir():
+            return "exists and is not a directory: give a new or empty directory"
+        if out.is_dir() and any(out.iterdir()):
+            return (
+                "not empty: a second history in it would write blocks overlapping the ones already "
+                "there, and Prometheus would merge the two into one; give a new or empty directory"
+            )
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -495,17 +518,29 @@ def command(args: argparse.Namespace) -> int:
     # Samples after now would lie ahead of Prometheus' head: it would then refuse every live
     # sample as out of bounds. A month not over yet is filled up to now.
     now = dt.datetime.now(TZ)
-    if args.end > now:
-        print(f"hotspot-collector backfill: the history ends now ({now:%Y-%m-%d %H:%M}, UTC+7), not at --end")
-        args.end = now
+    if args.start >= now:
+        print(f"hotspot-collector backfill: --start {args.start:%Y-%m-%d} is not before now", file=sys.stderr)
+        return 2
+    clipped = args.end > now
+    args.end = min(args.end, now)
     if args.end <= args.start:
+        print("hotspot-collector backfill: --end must be after --start", file=sys.stderr)
+        return 2
+    if (days := (args.end - args.start) / dt.timedelta(days=1)) > MAX_DAYS:
         print(
-            "hotspot-collector backfill: --end must be after --start, and --start before now", file=sys.stderr
+            f"hotspot-collector backfill: --start to --end spans {days:.0f} days; at most {MAX_DAYS} "
+            "(Prometheus keeps 400 days in docs/collector.md): give a later --start",
+            file=sys.stderr,
         )
+        return 2
+    if problem := _out_problem(args.out):
+        print(f"hotspot-collector backfill: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     if shutil.which("promtool") is None:
         print("hotspot-collector backfill: promtool not found (apt-get install prometheus)", file=sys.stderr)
         return 1
+    if clipped:
+        print(f"hotspot-collector backfill: the history ends now ({now:%Y-%m-%d %H:%M}, UTC+7), not at --end")
     try:
         stats = backfill(args.inventory, args.start, args.end, args.out, args.seed)
     except InventoryError as exc:

@@ -651,6 +651,9 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # a service manager's SIGTERM stops the stack like Ctrl-C
 
     signal.signal(signal.SIGTERM, stop_on_term)
+    # A closed terminal's SIGHUP would end this process by default and leave Prometheus,
+    # Alertmanager and the agents running (they take SIGHUP as "reload"): stop them all instead.
+    signal.signal(signal.SIGHUP, stop_on_term)
     with tempfile.TemporaryDirectory(prefix="hotspot-localstack-") as tmp:
         workdir = args.workdir or Path(tmp)
         stack = Stack(workdir, speedup=args.speedup, history=None if args.no_history else args.history)

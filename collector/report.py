@@ -37,6 +37,7 @@ from typing import Any
 
 from agent.probes.bandwidth import GOODPUT_BOUNDS
 from agent.probes.ping import RTT_BOUNDS_S
+from agent.schema import url_has_credentials
 from agent.site import MBPS
 from collector.requirement import DEFAULT_FILE, Requirement, RequirementError, load
 
@@ -852,6 +853,14 @@ def command(args: argparse.Namespace) -> int:
     a file cannot be written, 2 when Prometheus cannot answer or the rule is invalid (printed to
     stderr).
     """
+    if url_has_credentials(args.prometheus):  # not echoed: it holds a password
+        print(
+            "hotspot-collector report: --prometheus: has a user name or password in it "
+            "(USER:PASSWORD@HOST), which would be shown in every error; the report reads Prometheus "
+            "without authentication: run it where Prometheus listens (e.g. http://127.0.0.1:9090)",
+            file=sys.stderr,
+        )
+        return 2
     if not re.fullmatch(r"https?://[^/?#\s]+(/[^?#\s]*)?", args.prometheus):
         print(
             f"hotspot-collector report: --prometheus {args.prometheus}: not an http(s):// URL",

@@ -213,14 +213,13 @@ class Handler(GuardedHandler):
             self._answer("metrics", 200, body, CONTENT_TYPE_LATEST)
             return
         if endpoint is None:
-            self.close_connection = method == "POST"
             self._answer("other", 404, b"not found: try /garbage, /empty, /getIP or /metrics\n")
             return
         token = self.server.settings.token
         if token and not hmac.compare_digest(
             self.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
         ):
-            self.close_connection = True  # an unread upload body must not be parsed as a request
+            self.close_connection = True
             self._answer(endpoint, 403, b"missing or wrong token: send 'Authorization: Bearer TOKEN'\n")
             return
         if endpoint == "garbage":
@@ -283,7 +282,7 @@ class Handler(GuardedHandler):
         """Read a POST body (Content-Length or chunked) to the end, counting it; then 200."""
         limit = self.server.settings.max_upload_bytes
         try:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            if "Transfer-Encoding" in self.headers:  # the front let only "chunked" through
                 self._read_chunked(limit)
             else:
                 length = ascii_uint(self.headers.get("Content-Length", "0").strip())
@@ -300,6 +299,7 @@ class Handler(GuardedHandler):
             self.close_connection = True
             self.server.metrics.requests.labels("empty", "aborted").inc()
             return
+        self.body_read = True  # the connection may serve the next request
         self._answer("empty", 200, b"")
 
     def _read_chunked(self, limit: int) -> None:
@@ -382,7 +382,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run `hotspot-collector speedtest-server` until SIGTERM or Ctrl-C; 2 for bad options."""
+    """Run `hotspot-collector speedtest-server` until SIGTERM or Ctrl-C (SIGHUP is logged and
+    ignored); 2 for bad options."""
     handler = logging.StreamHandler(sys.stderr)  # request lines come from strangers: the one redaction path
     handler.setFormatter(RedactingFormatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
@@ -428,7 +429,13 @@ def command(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
+    def hang_up(signum: int, frame: FrameType | None) -> None:
+        # logrotate and `systemctl reload` send SIGHUP, whose default action would end the server;
+        # it logs to stderr (the journal) and reads its token once, so there is nothing to reopen.
+        log.info("SIGHUP: nothing to reload; still serving (restart to read a new --token-file)")
+
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, hang_up)
     if settings.test_only_pace_bps:
         log.warning(
             "TEST ONLY pacing at %.1f Mbit/s: do not use this server for real measurements",

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
 import yaml
@@ -120,6 +121,14 @@ def test_cli_reports_missing_push_url_unknown_rotate_and_bad_state(tmp_path, cap
     (out / "credentials.json").write_text("[]")
     assert collector_main(args) == 2
     assert "not a credential state file" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert collector_main([*args[:4], str(tmp_path / "file"), *args[5:]]) == 2
+    assert f"--out {tmp_path / 'file'}: not a directory" in capsys.readouterr().err
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _post(port: int, user: str, password: str, path: str, labels: dict[str, str]) -> int:
@@ -158,14 +167,24 @@ def test_generated_vmauth_lets_a_credential_write_only_its_own_site(tmp_path):
     )
     try:
         deadline = time.monotonic() + 20
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        while not _listening(port):
             assert time.monotonic() < deadline, "vmauth did not start"
             time.sleep(0.1)
         assert report.created
         tyt, nvh = creds["nd-1-tyt"], creds["nd-2-nvh1"]
         w = "/api/v1/write"
-        assert _post(port, "nd-1-tyt", tyt, w, {"__name__": "pin_a", "site": "nd-2-nvh1"}) == 204
-        assert _post(port, "nd-1-tyt", tyt, f"{w}?extra_label=site=nd-2-nvh1", {"__name__": "pin_b"}) == 204
+        # nd-1-tyt's credential pushing as another site, commune, province and district, by labels
+        # on the series and by extra_label on its own URL: every identity label stays its own.
+        other = {
+            "site": "nd-2-nvh1",
+            "site_type": "village_hall",
+            "commune": "Xã Hai",
+            "district": "Giao Thủy",
+        }
+        other |= {"province": "Tỉnh Thái Bình", "instance": "nd-2-nvh1", "job": "fake"}
+        assert _post(port, "nd-1-tyt", tyt, w, {"__name__": "pin_a", **other}) == 204
+        query = urlencode([("extra_label", f"{k}={v}") for k, v in other.items()])
+        assert _post(port, "nd-1-tyt", tyt, f"{w}?{query}", {"__name__": "pin_b"}) == 204
         assert _post(port, "nd-2-nvh1", nvh, w, {"__name__": "pin_c"}) == 204
         assert _post(port, "nd-1-tyt", nvh, w, {"__name__": "pin_wrong"}) != 204
         assert _post(port, "nd-1-tyt", tyt, "/api/v1/import/prometheus", {"__name__": "pin_path"}) != 204
@@ -178,10 +197,20 @@ def test_generated_vmauth_lets_a_credential_write_only_its_own_site(tmp_path):
             time.sleep(0.2)
         new = json.loads((tmp_path / "out/credentials.json").read_text())["push_passwords"]["nd-1-tyt"]
         assert _post(port, "nd-1-tyt", new, w, {"__name__": "pin_new"}) == 204
-        got = {dict(k)["__name__"]: dict(k).get("site") for k in vm.samples('{__name__=~"pin_.*"}')}
+        got = {}
+        for key in vm.samples('{__name__=~"pin_.*"}'):
+            labels = dict(key)
+            got[labels.pop("__name__")] = labels
+        tyt_labels = {"site": "nd-1-tyt", "site_type": "health_station", "commune": "Xã Một"}
+        tyt_labels |= {"province": "Tỉnh Nam Định", "instance": "nd-1-tyt", "job": "hotspot-agent"}
+        nvh_labels = {"site": "nd-2-nvh1", "site_type": "village_hall", "commune": "Xã Hai"}
+        nvh_labels |= {"province": "Tỉnh Nam Định", "instance": "nd-2-nvh1", "job": "hotspot-agent"}
         # pin_old gets through while vmauth has not yet re-read its file (a slow reload on a busy machine)
-        assert got.pop("pin_old", "nd-1-tyt") == "nd-1-tyt"
-        assert got == {"pin_a": "nd-1-tyt", "pin_b": "nd-1-tyt", "pin_c": "nd-2-nvh1", "pin_new": "nd-1-tyt"}
+        assert got.pop("pin_old", tyt_labels) == tyt_labels
+        # VictoriaMetrics ignores an empty extra_label: a site the inventory gives no district can add
+        # one to its own series (docs/push.md), and nothing else; its own extra_label adds nothing.
+        forged = tyt_labels | {"district": "Giao Thủy"}
+        assert got == {"pin_a": forged, "pin_b": tyt_labels, "pin_c": nvh_labels, "pin_new": tyt_labels}
     finally:
         proc.terminate()
         proc.wait(10)
@@ -196,6 +225,23 @@ def test_vmauth_file_is_yaml_with_one_user_per_pushing_site(tmp_path):
     assert pulled.probes.bandwidth.server == "http://speedtest.example.vn:8989/"
     users = yaml.safe_load((tmp_path / "out/vmauth.yml").read_text())["users"]
     assert [u["username"] for u in users] == ["nd-1-tyt", "nd-2-nvh1"]
-    assert users[0]["url_map"] == [
-        {"src_paths": ["/api/v1/write"], "url_prefix": "http://vm:8428?extra_label=site=nd-1-tyt"}
+    [route] = users[0]["url_map"]
+    assert route["src_paths"] == ["/api/v1/write"]
+    base, query = route["url_prefix"].split("?")
+    assert base == "http://vm:8428"
+    pinned = [
+        tuple(v.split("=", 1)) for k, v in parse_qsl(query, keep_blank_values=True) if k == "extra_label"
     ]
+    assert dict(pinned) == {
+        "commune": "Xã Một",
+        "instance": "nd-1-tyt",
+        "job": "hotspot-agent",
+        "province": "Tỉnh Nam Định",
+        "site": "nd-1-tyt",
+        "site_type": "health_station",
+    }
+    with_district = INVENTORY.replace('commune: "Xã Hai",', 'commune: "Xã Hai", district: Giao Thủy,')
+    provision.provision(loads(with_district), tmp_path / "out2", push_url=PUSH_URL)
+    nvh1 = yaml.safe_load((tmp_path / "out2/vmauth.yml").read_text())["users"][1]
+    prefix = nvh1["url_map"][0]["url_prefix"]
+    assert "&extra_label=district=Giao%20Th%E1%BB%A7y&" in prefix

@@ -343,7 +343,8 @@ def test_invalid_series_are_never_sent_and_counted_as_rejected(tmp_path):
 
 @needs_victoria
 def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
-    """Behind the documented vmauth config, a site's pushes carry its own site label whatever it sends."""
+    """Behind the documented vmauth config, a site's pushes carry its own site, commune and province
+    labels whatever it sends."""
     vm = Receiver("victoria", tmp_path)
     vm.start()
     proc, url = start_vmauth(vm, tmp_path)
@@ -354,8 +355,8 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
 
         class Liar:
             def collect(self):
-                g = GaugeMetricFamily("pushtest_site", "x", labels=["site"])
-                g.add_metric(["nd-99999-other"], 1.0)
+                g = GaugeMetricFamily("pushtest_site", "x", labels=["site", "commune", "province"])
+                g.add_metric(["nd-99999-other", "Xã Khác", "Tỉnh Khác"], 1.0)
                 yield g
 
         registry.register(Liar())
@@ -379,7 +380,8 @@ def test_vmauth_pins_each_site_to_its_own_label(tmp_path, caplog):
             good.stop()
             bad.stop()
         got = vm.samples("pushtest_site")
-        assert {dict(k)["site"] for k in got} == {"nd-13636-ubnd"}
+        pinned = {(dict(k)["site"], dict(k)["commune"], dict(k)["province"]) for k in got}
+        assert pinned == {("nd-13636-ubnd", "Phường Vị Xuyên", "Tỉnh Nam Định")}
         assert bad.metrics.sent == 0 and bad.metrics.dropped["rejected"] == 0
         assert "change-me" not in caplog.text and "wrong" not in caplog.text
         assert "bmQtMTM2MzYtdWJuZDp3cm9uZw" not in caplog.text  # base64 of the credentials vmauth echoes

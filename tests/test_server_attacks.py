@@ -174,8 +174,11 @@ def test_digits_that_are_not_ascii_get_400(
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
     assert b"whole number" in answer
     c = http.client.HTTPConnection("127.0.0.1", speedtest[1], timeout=5)
-    c.request("GET", "/empty")
-    assert c.getresponse().status == 200  # and the server is still there
+    try:
+        c.request("GET", "/empty")
+        assert c.getresponse().status == 200  # and the server is still there
+    finally:
+        c.close()
 
 
 def test_server_logs_no_traceback_for_bad_input(tmp_path: Path) -> None:

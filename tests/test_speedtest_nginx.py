@@ -132,6 +132,7 @@ def test_getip_is_the_clients_address_and_metrics_are_not_public(
     resp = c.getresponse()
     assert resp.status == 404
     resp.read()
+    c.close()
 
 
 def test_per_address_connection_limit_answers_429(front: Front) -> None:
@@ -144,10 +145,12 @@ def test_per_address_connection_limit_answers_429(front: Front) -> None:
         assert c.getresponse().status == 200  # and its body left unread: the request stays active
         held.append(c)
     try:
-        c = https(port, ctx, source="127.0.0.6")
-        c.request("GET", "/empty.php")
-        assert c.getresponse().status == 429
+        over = https(port, ctx, source="127.0.0.6")
+        held.append(over)
+        over.request("GET", "/empty.php")
+        assert over.getresponse().status == 429
         other = https(port, ctx, source="127.0.0.7")
+        held.append(other)
         other.request("GET", "/empty.php")
         assert other.getresponse().status == 200
     finally:

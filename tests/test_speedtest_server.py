@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -259,22 +260,29 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[s
 
 
 def test_command_serves_until_terminated(tmp_path: Path) -> None:
-    """The command prints its URL, serves with the token from --token-file, exits 0 on SIGTERM."""
+    """The command prints its URL, serves with the token from --token-file, survives SIGHUP
+    (logrotate, `systemctl reload`) saying so, and exits 0 on SIGTERM."""
     token = tmp_path / "token"
     token.write_text("abc\n")
     proc = run_cli("--listen", "127.0.0.1:0", "--token-file", str(token))
     try:
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stderr is not None
         line = proc.stdout.readline()
         assert line.startswith("speedtest server listening on http://127.0.0.1:")
         port = int(line.rsplit(":", 1)[1].strip("/\n"))
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c.request("GET", "/empty", headers={"Authorization": "Bearer abc"})
-        assert c.getresponse().status == 200
-        c.close()
+        for hang_up in (False, True):
+            if hang_up:
+                proc.send_signal(signal.SIGHUP)
+                assert "SIGHUP: nothing to reload; still serving" in proc.stderr.readline()
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/empty", headers={"Authorization": "Bearer abc"})
+            assert c.getresponse().status == 200
+            c.close()
+        assert proc.poll() is None
     finally:
         proc.terminate()
-        assert proc.wait(timeout=10) == 0
+        proc.communicate(timeout=10)  # closes the pipes
+        assert proc.returncode == 0
 
 
 @pytest.mark.parametrize(
