@@ -23,7 +23,7 @@ from agent.probes import PROBES
 from agent.probes.bandwidth import BandwidthRun
 from agent.redact import RedactingFormatter, escape_controls
 from agent.scheduler import ProbeScheduler
-from agent.schema import is_host_port, secrets_in
+from agent.schema import is_host_port, secrets_in, shown
 from agent.site import Site
 from agent.verdict import describe_results
 
@@ -210,15 +210,15 @@ def _override(settings: Any, changes: dict[str, str], probe: str) -> tuple[Any, 
     value is a usage error (exit 2), never a measurement that fails."""
     declared = {f.name: f.metadata.get("check") for f in dataclasses.fields(settings)}
     problems = [
-        f"--{name} {value}: {msg}"
+        f"--{name} {shown(value)}: {msg}"
         for name, value in changes.items()
         if callable(fn := declared[name]) and (msg := fn(value))
     ]
     settings = dataclasses.replace(settings, **changes)
     for err in settings.validate():  # rules between fields: the server's form depends on the engine
         key, _sep, msg = err.partition(": ")
-        flags = " ".join(f"--{k} {v}" for k, v in changes.items())
-        where = f"--{key} {changes[key]}" if key in changes else f"probes.{probe}.{key} (with {flags})"
+        flags = " ".join(f"--{k} {shown(v)}" for k, v in changes.items())
+        where = f"--{key} {shown(changes[key])}" if key in changes else f"probes.{probe}.{key} (with {flags})"
         problems.append(f"{where}: {msg}")
     return settings, problems
 

@@ -244,6 +244,13 @@ def url_has_credentials(value: str) -> bool:
     return bool(m and "@" in m.group(1))
 
 
+def shown(value: str) -> str:
+    """`value` as it may be printed: a URL's USER:PASSWORD@ becomes ***@ (anything else as it is)."""
+    if not url_has_credentials(value):
+        return value
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@", r"\1***@", value)
+
+
 def is_url(value: Any) -> str | None:
     if not isinstance(value, str):
         return None

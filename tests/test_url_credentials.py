@@ -81,3 +81,12 @@ def test_agent_config_refuses_credentials_in_each_url(
     captured = capsys.readouterr()
     assert line in captured.err + captured.out
     assert "Traceback" not in captured.err
+
+
+def test_measure_refuses_a_server_url_with_credentials_without_echoing_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert agent_main(["measure", "bandwidth", "--server", f"http://u:{SECRET}@127.0.0.1:9/"]) == 2
+    captured = capsys.readouterr()
+    assert "--server http://***@127.0.0.1:9/: has a user name or password in it" in captured.err
+    assert SECRET not in captured.out + captured.err
