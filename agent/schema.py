@@ -255,7 +255,7 @@ def is_url(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     if url_has_credentials(value):  # a URL is copied into configs, logs and labels; a secret must not be
-        return (
+        return _(
             "has a user name or password in it (USER:PASSWORD@HOST): give credentials in their own "
             "setting (push: basic_auth or bearer_token; probes.bandwidth: token), never in a URL"
         )
