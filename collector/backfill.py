@@ -17,7 +17,11 @@ collector's rules would have recorded, at a coarse step:
   an uplink fault for slow and laggy lines) and its `_since_timestamp_seconds`;
 - every 6 hours: the latency test counters and RTT histogram (60 tests an hour);
 - after each bandwidth test (every 6 h): the goodput histogram, the agent's test counters (the
-  contract check) and the last test's goodput gauges.
+  contract check) and the last test's goodput gauges;
+- what only the site and fleet dashboards read (`agent_health`): hourly ping jitter and loss,
+  DNS, HTTP, wifi, device and interface series; every 6 h the agent's version, clock, start time,
+  config state, push queue (pushing sites), test data, budget, idle/loaded latency and probe
+  failure counters.
 Nothing is written while a site is not heard. `truth` returns the figures the generator knows, per
 site and calendar month, to check the rules and the report against.
 """
@@ -358,6 +362,142 @@ def site_history(
             meeting.samples.append((t, n_meet))
             gauge.samples.append((t, round(value, 3)))
         yield from (*buckets, inf, count, gsum, tests, meeting, gauge)
+    yield from agent_health(s, agent)
+
+
+def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
+    """What else the site and fleet dashboards read from an agent while it is heard: hourly the
+    ping jitter and loss, DNS, HTTP, wifi, system and interface series; every 6 hours (with each
+    bandwidth test) the agent's identity, clock, config, push queue, test data and budget. Counters
+    read by rate() over a few minutes (interface bytes, dropped push samples) get two samples a
+    minute apart each time, as two consecutive scrapes would. Its own random stream: the verdict
+    series (and `truth`) are the same with or without it.
+    """
+    p, site, rng = s.p, s.site, random.Random(f"{s.p.seed}/{s.site.id}/health")
+    laggy, flaky = s.profile == "laggy", s.profile == "flaky"
+    series: dict[tuple[str, str], _Series] = {}
+
+    def put(metric: str, t: int, value: float, /, **extra: str) -> None:
+        key = (metric, ",".join(f"{k}={v}" for k, v in extra.items()))
+        if key not in series:
+            series[key] = _Series(metric, _labels({**agent, **extra}))
+        series[key].samples.append((t, round(value, 6)))
+
+    ping = {"target": "1.1.1.1", "role": "internet"}
+    dns = {"resolver": "system", "name": "vnexpress.net"}
+    http = {"url": "https://vnexpress.net/", "kind": "reachability"}
+    signal = rng.uniform(-72.0, -48.0)
+    rx = tx = 0.0
+    failures = {
+        ("ping", "timeout"): 0,
+        ("dns", "timeout"): 0,
+        ("http", "timeout"): 0,
+        ("bandwidth", "limit"): 0,
+    }
+    deferred = dropped = 0
+    version = "0.1.0" if rng.random() < 0.85 else "0.0.9"  # a few agents not yet upgraded
+    skew = rng.gauss(0, 0.3) if rng.random() < 0.95 else rng.uniform(60, 300)  # a few clocks off
+    started = p.start - rng.randrange(1, 20) * 86400
+    was_heard = True
+    budget, budget_used, month = 30e9, 0.0, ""
+    moved = {"download": 0.0, "upload": 0.0}
+    for t in range(p.start, p.end, HOUR):
+        if not s.heard(t):
+            was_heard = False
+            continue
+        if not was_heard:  # back after an outage: the device (and the agent) restarted
+            started, was_heard = t - rng.randrange(60, 3000), True
+        local_hour = (t // HOUR + 7) % 24
+        busy = 1.0 if 7 <= local_hour < 22 else 0.15  # public wifi: used in the daytime
+        loss = rng.choice((0.0, 0.0, 0.0, 0.01, 0.02)) + (0.05 if flaky or laggy else 0.0)
+        put(
+            "hotspot_ping_jitter_seconds",
+            t,
+            rng.uniform(0.01, 0.04) if laggy else rng.uniform(0.001, 0.008),
+            method="icmp",
+            **ping,
+        )
+        put("hotspot_ping_loss_ratio", t, loss, method="icmp", **ping)
+        failures["ping", "timeout"] += int(loss > 0.04)
+        dns_ok = rng.random() > (0.05 if flaky else 0.005)
+        put("hotspot_dns_success", t, float(dns_ok), **dns)
+        if dns_ok:
+            put("hotspot_dns_lookup_seconds", t, rng.uniform(0.008, 0.06), **dns)
+        failures["dns", "timeout"] += int(not dns_ok)
+        http_ok = dns_ok and rng.random() > 0.005
+        put("hotspot_http_success", t, float(http_ok), **http)
+        if http_ok:
+            put("hotspot_http_first_byte_seconds", t, rng.uniform(0.05, 0.4), **http)
+        failures["http", "timeout"] += int(not http_ok)
+        put("hotspot_wifi_signal_dbm", t, round(signal + rng.gauss(0, 2)), interface="wlan0")
+        put(
+            "hotspot_wifi_stations",
+            t,
+            rng.randrange(0, 6) + int(busy * rng.randrange(0, 25)),
+            interface="wlan0",
+        )
+        put("hotspot_system_cpu_usage_ratio", t, rng.uniform(0.03, 0.12) + 0.15 * busy)
+        put("hotspot_system_memory_total_bytes", t, 1 << 30)
+        put("hotspot_system_memory_available_bytes", t, (1 << 30) * rng.uniform(0.45, 0.7))
+        put("hotspot_system_temperature_celsius", t, rng.uniform(42, 50) + 12 * busy, sensor="cpu_thermal")
+        for pair in (t, t + 60)[: 2 if t + 60 < p.end else 1]:
+            if pair > t:  # the next scrape: a minute of the hour's traffic
+                rx += busy * rng.uniform(2e6, 20e6) / 8 * 60
+                tx += busy * rng.uniform(0.5e6, 5e6) / 8 * 60
+            put("hotspot_interface_receive_bytes_total", pair, rx, interface="eth0")
+            put("hotspot_interface_transmit_bytes_total", pair, tx, interface="eth0")
+        rx += busy * rng.uniform(2e6, 20e6) / 8 * 3540
+        tx += busy * rng.uniform(0.5e6, 5e6) / 8 * 3540
+        for (probe, reason), n in failures.items():
+            put("hotspot_probe_failures_total", t, n, probe=probe, reason=reason)
+        if (t - p.start) % TEST_EVERY:
+            continue
+        for direction, contracted in (
+            ("download", site.contracted_download_mbps),
+            ("upload", site.contracted_upload_mbps),
+        ):
+            put("hotspot_site_contracted_bytes_per_second", t, contracted * 1e6 / 8, direction=direction)
+            put("hotspot_site_threshold_bytes_per_second", t, contracted * 1e6 / 8 * 0.8, direction=direction)
+            moved[direction] += s.median_mbps * 1e6 / 8 * 10  # a 10-second test at the usual speed
+            put("hotspot_bandwidth_test_bytes_total", t, moved[direction], direction=direction, engine="http")
+        if month_of(t) != month:  # the budget starts again each calendar month
+            month, budget_used = month_of(t), 0.0
+        budget_used += 2 * s.median_mbps * 1e6 / 8 * 10
+        put("hotspot_bandwidth_budget_bytes", t, budget)
+        put("hotspot_bandwidth_budget_remaining_bytes", t, max(0.0, budget - budget_used))
+        idle = rng.uniform(0.12, 0.3) if laggy else rng.uniform(0.015, 0.05)
+        put("hotspot_bandwidth_latency_seconds", t, idle, engine="http", state="idle")
+        put(
+            "hotspot_bandwidth_latency_seconds",
+            t,
+            idle + rng.uniform(0.02, 0.2),
+            engine="http",
+            state="loaded",
+        )
+        if rng.random() < (0.1 if flaky else 0.02):
+            deferred += 1
+            failures["bandwidth", "limit"] += 1
+        put("hotspot_bandwidth_tests_deferred_total", t, deferred, engine="http")
+        put("hotspot_bandwidth_tests_skipped_total", t, 0, engine="http", reason="budget")
+        put("hotspot_agent_info", t, 1, version=version, python="3.11.2")
+        put("hotspot_agent_clock_seconds", t, t + skew)
+        put("hotspot_agent_start_time_seconds", t, started)
+        put("hotspot_config_last_reload_successful", t, 1)
+        put("hotspot_system_disk_total_bytes", t, 16e9, path="/")
+        put("hotspot_system_disk_free_bytes", t, 11e9 - (t - p.start) * 50, path="/")
+        put(
+            "hotspot_http_captive_portal",
+            t,
+            0,
+            url="http://connectivitycheck.gstatic.com/generate_204",
+            kind="portal_check",
+        )
+        if site.push:  # a queue that is mostly empty, and a few samples dropped after long outages
+            put("hotspot_push_queue_samples", t, rng.randrange(0, 400))
+            for pair in (t, t + 60)[: 2 if t + 60 < p.end else 1]:
+                dropped += int(pair > t and flaky and rng.random() < 0.2) * rng.randrange(100, 2000)
+                put("hotspot_push_samples_dropped_total", pair, dropped, reason="queue_full")
+    yield from series.values()
 
 
 def _put_histogram(
