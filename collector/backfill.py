@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import datetime as dt
 import random
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -171,10 +173,10 @@ class _Site:
         if site.commune == p.outage_commune:
             self.outages.append(p.outage)
         # The first site of each commune tests at midnight (UTC+7): a test exactly on a month's first
-        # instant, the boundary case; the others anywhere in the 6 hours.
-        self.phase = (
-            0 if site.id in p.midnight else self.rng.randrange(0, TEST_EVERY // STATE_STEP) * STATE_STEP
-        )
+        # instant, the boundary case; the others at any hour of the 6. On the hour, like every other
+        # coarse series: a graph's step (5, 10, 15 ... 60 min, aligned to itself by Grafana) then
+        # lands on the samples instead of falling between them.
+        self.phase = 0 if site.id in p.midnight else self.rng.randrange(0, TEST_EVERY // HOUR) * HOUR
 
     def heard(self, t: int) -> bool:
         if self.site.maintenance or self.profile == "never":
@@ -545,17 +547,28 @@ def month_of(t: float) -> str:
     return dt.datetime.fromtimestamp(t, TZ).strftime("%Y-%m")
 
 
-def write_openmetrics(out: IO[str], series: Iterator[_Series]) -> int:
-    """Write every sample of `series` as OpenMetrics text lines (`name{labels} value timestamp`),
-    values with 15 significant digits; returns the number of samples written. The caller adds
-    `# EOF`.
-    """
-    n = 0
+# promtool cuts blocks of these lengths only (Prometheus's block ranges: 2 h × 3^k), aligned to
+# multiples of the length since the epoch; a longer --max-block-duration takes the next one down.
+BLOCK_HOURS = (2, 6, 18, 54, 162, 486)
+DEFAULT_BLOCK_HOURS = 162  # peak memory and time: bench/RESULTS-verdicts.md
+
+
+def write_chunks(outs: Sequence[IO[str]], bounds: list[int], series: Iterator[_Series]) -> list[int]:
+    """Write every sample of `series` as OpenMetrics text lines (`name{labels} value timestamp`,
+    values with 15 significant digits) into the file of its chunk: `outs[i]` takes the samples from
+    `bounds[i]` (Unix s) up to `bounds[i + 1]`. Returns the samples written to each file; the
+    caller adds `# EOF`."""
+    counts = [0] * len(outs)
     for s in series:
         prefix = f"{s.name}{{{s.labels}}} "
-        out.writelines(f"{prefix}{v:.15g} {t}\n" for t, v in s.samples)  # exact: timestamps, sums
-        n += len(s.samples)
-    return n
+        times = [t for t, _ in s.samples]
+        lo = 0
+        for i, out in enumerate(outs):
+            hi = bisect.bisect_left(times, bounds[i + 1], lo) if i + 1 < len(bounds) else len(times)
+            out.writelines(f"{prefix}{v:.15g} {t}\n" for t, v in s.samples[lo:hi])  # exact: times, sums
+            counts[i] += hi - lo
+            lo = hi
+    return counts
 
 
 def backfill(
@@ -566,9 +579,20 @@ def backfill(
     seed: int = 1,
     promtool: str = "promtool",
     truths: dict[str, dict[str, SiteTruth]] | None = None,
+    block_hours: int = DEFAULT_BLOCK_HOURS,
 ) -> dict[str, float]:
-    """Generate the history and turn it into blocks in `out`. Returns timings and sizes.
-    Raises InventoryError for a bad inventory, RuntimeError when promtool fails."""
+    """Generate the history and turn it into blocks in `out`: one OpenMetrics file per block of
+    `block_hours` (one of BLOCK_HOURS), each converted by its own promtool run, so promtool holds
+    one block's text and samples at a time instead of the month's (it maps its whole input).
+    Returns counts, timings (s) and sizes (bytes): sites, samples, openmetrics_bytes, generate_s,
+    promtool_s, promtool_max_rss_bytes (the largest peak RSS of this process's children: promtool's
+    when nothing bigger ran before), tsdb_bytes.
+    Raises InventoryError for a bad inventory, ValueError for a block length promtool does not
+    cut, RuntimeError when promtool fails."""
+    if block_hours not in BLOCK_HOURS:
+        raise ValueError(
+            f"block_hours must be one of {BLOCK_HOURS} (promtool's block lengths), not {block_hours}"
+        )
     load(inventory_path)  # every problem of the inventory, reported as for `targets`
     out.mkdir(parents=True, exist_ok=True)
     doc = demo_inventory(inventory_path, seed)
@@ -578,38 +602,51 @@ def backfill(
     p = plan(inv, int(start.timestamp()), int(end.timestamp()), seed)
     stats: dict[str, float] = {"sites": len(inv.sites)}
     t0 = time.monotonic()
+    block = block_hours * HOUR
+    # Chunks on promtool's own block boundaries: each file gives exactly one block.
+    bounds = list(range(p.start // block * block, p.end, block))
     with tempfile.TemporaryDirectory(prefix="hotspot-backfill-") as tmp:
-        om = Path(tmp) / "history.om"
-        with om.open("w", encoding="utf-8") as f:
-            stats["samples"] = sum(write_openmetrics(f, site_history(site, p, truths)) for site in inv.sites)
-            f.write("# EOF\n")
-        stats["openmetrics_bytes"] = om.stat().st_size
+        paths = [Path(tmp) / f"history-{i}.om" for i in range(len(bounds))]
+        with contextlib.ExitStack() as stack:
+            outs = [stack.enter_context(path.open("w", encoding="utf-8")) for path in paths]
+            counts = [0] * len(outs)
+            for site in inv.sites:
+                written = write_chunks(outs, bounds, site_history(site, p, truths))
+                counts = [a + b for a, b in zip(counts, written, strict=True)]
+            for f in outs:
+                f.write("# EOF\n")
+        stats["samples"] = sum(counts)
+        stats["openmetrics_bytes"] = sum(path.stat().st_size for path in paths)
         stats["generate_s"] = time.monotonic() - t0
         t1 = time.monotonic()
-        # Blocks as long as the history (up to 31 days): one block instead of one per 2 hours.
-        block_h = min(744, max(2, (p.end - p.start) // HOUR + 1))
-        res = subprocess.run(
-            [
-                promtool,
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                f"--max-block-duration={block_h}h",
-                str(om),
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            raise RuntimeError(
-                f"promtool create-blocks-from openmetrics failed: {res.stderr.strip()[-2000:]}"
-            )
+        for path, n in zip(paths, counts, strict=True):
+            if n:
+                _promtool(promtool, path, out, block_hours)
+            path.unlink()  # the disk holds one chunk less at each step
         stats["promtool_s"] = time.monotonic() - t1
+        stats["promtool_max_rss_bytes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     stats["tsdb_bytes"] = sum(
         f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "inventory.yaml"
     )
     return stats
+
+
+def _promtool(promtool: str, om: Path, out: Path, block_hours: int) -> None:
+    res = subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            f"--max-block-duration={block_hours}h",
+            str(om),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"promtool create-blocks-from openmetrics failed: {res.stderr.strip()[-2000:]}")
 
 
 def _date(text: str) -> dt.datetime:

@@ -142,9 +142,9 @@ def run(prom: Prometheus, expr: str, instant: bool) -> list[dict[str, Any]]:
     """The query as Grafana sends it: instant at now, a graph over the dashboard's range."""
     if instant:
         return prom.query(expr)
-    now = time.time()
+    end = time.time() // STEP_S * STEP_S  # Grafana aligns a graph's range to its step
     got = prom.api(
-        "query_range", query=expr, start=f"{now - RANGE_S:.0f}", end=f"{now:.0f}", step=f"{STEP_S}"
+        "query_range", query=expr, start=f"{end - RANGE_S:.0f}", end=f"{end:.0f}", step=f"{STEP_S}"
     )
     return list(got["result"])
 
