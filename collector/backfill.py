@@ -379,11 +379,18 @@ def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
     laggy, flaky = s.profile == "laggy", s.profile == "flaky"
     series: dict[tuple[str, str], _Series] = {}
 
-    def put(metric: str, t: int, value: float, /, **extra: str) -> None:
+    def one(metric: str, extra: dict[str, str]) -> _Series:
         key = (metric, ",".join(f"{k}={v}" for k, v in extra.items()))
         if key not in series:
             series[key] = _Series(metric, _labels({**agent, **extra}))
-        series[key].samples.append((t, round(value, 6)))
+        return series[key]
+
+    def put(metric: str, t: int, value: float, /, **extra: str) -> None:
+        one(metric, extra).samples.append((t, round(value, 6)))
+
+    def count(metric: str, t: int, value: float, /, **extra: str) -> None:
+        """A counter read over long ranges only: a sample when it changed, else once a day."""
+        one(metric, extra).put(t, value)
 
     ping = {"target": "1.1.1.1", "role": "internet"}
     dns = {"resolver": "system", "name": "vnexpress.net"}
@@ -415,7 +422,7 @@ def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
         put(
             "hotspot_ping_jitter_seconds",
             t,
-            rng.uniform(0.01, 0.04) if laggy else rng.uniform(0.001, 0.008),
+            round(rng.uniform(0.01, 0.04) if laggy else rng.uniform(0.001, 0.008), 4),
             method="icmp",
             **ping,
         )
@@ -424,12 +431,12 @@ def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
         dns_ok = rng.random() > (0.05 if flaky else 0.005)
         put("hotspot_dns_success", t, float(dns_ok), **dns)
         if dns_ok:
-            put("hotspot_dns_lookup_seconds", t, rng.uniform(0.008, 0.06), **dns)
+            put("hotspot_dns_lookup_seconds", t, round(rng.uniform(0.008, 0.06), 3), **dns)
         failures["dns", "timeout"] += int(not dns_ok)
         http_ok = dns_ok and rng.random() > 0.005
         put("hotspot_http_success", t, float(http_ok), **http)
         if http_ok:
-            put("hotspot_http_first_byte_seconds", t, rng.uniform(0.05, 0.4), **http)
+            put("hotspot_http_first_byte_seconds", t, round(rng.uniform(0.05, 0.4), 3), **http)
         failures["http", "timeout"] += int(not http_ok)
         put("hotspot_wifi_signal_dbm", t, round(signal + rng.gauss(0, 2)), interface="wlan0")
         put(
@@ -438,20 +445,25 @@ def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
             rng.randrange(0, 6) + int(busy * rng.randrange(0, 25)),
             interface="wlan0",
         )
-        put("hotspot_system_cpu_usage_ratio", t, rng.uniform(0.03, 0.12) + 0.15 * busy)
+        put("hotspot_system_cpu_usage_ratio", t, round(rng.uniform(0.03, 0.12) + 0.15 * busy, 2))
         put("hotspot_system_memory_total_bytes", t, 1 << 30)
-        put("hotspot_system_memory_available_bytes", t, (1 << 30) * rng.uniform(0.45, 0.7))
-        put("hotspot_system_temperature_celsius", t, rng.uniform(42, 50) + 12 * busy, sensor="cpu_thermal")
+        put("hotspot_system_memory_available_bytes", t, rng.randrange(460, 720) << 20)
+        put(
+            "hotspot_system_temperature_celsius",
+            t,
+            rng.randrange(84, 100) / 2 + 12 * busy,
+            sensor="cpu_thermal",
+        )
         for pair in (t, t + 60)[: 2 if t + 60 < p.end else 1]:
             if pair > t:  # the next scrape: a minute of the hour's traffic
                 rx += busy * rng.uniform(2e6, 20e6) / 8 * 60
                 tx += busy * rng.uniform(0.5e6, 5e6) / 8 * 60
-            put("hotspot_interface_receive_bytes_total", pair, rx, interface="eth0")
-            put("hotspot_interface_transmit_bytes_total", pair, tx, interface="eth0")
+            put("hotspot_interface_receive_bytes_total", pair, int(rx), interface="eth0")
+            put("hotspot_interface_transmit_bytes_total", pair, int(tx), interface="eth0")
         rx += busy * rng.uniform(2e6, 20e6) / 8 * 3540
         tx += busy * rng.uniform(0.5e6, 5e6) / 8 * 3540
         for (probe, reason), n in failures.items():
-            put("hotspot_probe_failures_total", t, n, probe=probe, reason=reason)
+            count("hotspot_probe_failures_total", t, n, probe=probe, reason=reason)
         if (t - p.start) % TEST_EVERY:
             continue
         for direction, contracted in (
@@ -461,26 +473,32 @@ def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
             put("hotspot_site_contracted_bytes_per_second", t, contracted * 1e6 / 8, direction=direction)
             put("hotspot_site_threshold_bytes_per_second", t, contracted * 1e6 / 8 * 0.8, direction=direction)
             moved[direction] += s.median_mbps * 1e6 / 8 * 10  # a 10-second test at the usual speed
-            put("hotspot_bandwidth_test_bytes_total", t, moved[direction], direction=direction, engine="http")
+            put(
+                "hotspot_bandwidth_test_bytes_total",
+                t,
+                int(moved[direction]),
+                direction=direction,
+                engine="http",
+            )
         if month_of(t) != month:  # the budget starts again each calendar month
             month, budget_used = month_of(t), 0.0
         budget_used += 2 * s.median_mbps * 1e6 / 8 * 10
         put("hotspot_bandwidth_budget_bytes", t, budget)
-        put("hotspot_bandwidth_budget_remaining_bytes", t, max(0.0, budget - budget_used))
+        put("hotspot_bandwidth_budget_remaining_bytes", t, max(0, int(budget - budget_used)))
         idle = rng.uniform(0.12, 0.3) if laggy else rng.uniform(0.015, 0.05)
-        put("hotspot_bandwidth_latency_seconds", t, idle, engine="http", state="idle")
+        put("hotspot_bandwidth_latency_seconds", t, round(idle, 3), engine="http", state="idle")
         put(
             "hotspot_bandwidth_latency_seconds",
             t,
-            idle + rng.uniform(0.02, 0.2),
+            round(idle + rng.uniform(0.02, 0.2), 3),
             engine="http",
             state="loaded",
         )
         if rng.random() < (0.1 if flaky else 0.02):
             deferred += 1
             failures["bandwidth", "limit"] += 1
-        put("hotspot_bandwidth_tests_deferred_total", t, deferred, engine="http")
-        put("hotspot_bandwidth_tests_skipped_total", t, 0, engine="http", reason="budget")
+        count("hotspot_bandwidth_tests_deferred_total", t, deferred, engine="http")
+        count("hotspot_bandwidth_tests_skipped_total", t, 0, engine="http", reason="budget")
         put("hotspot_agent_info", t, 1, version=version, python="3.11.2")
         put("hotspot_agent_clock_seconds", t, t + skew)
         put("hotspot_agent_start_time_seconds", t, started)
@@ -550,7 +568,7 @@ def month_of(t: float) -> str:
 # promtool cuts blocks of these lengths only (Prometheus's block ranges: 2 h × 3^k), aligned to
 # multiples of the length since the epoch; a longer --max-block-duration takes the next one down.
 BLOCK_HOURS = (2, 6, 18, 54, 162, 486)
-DEFAULT_BLOCK_HOURS = 162  # peak memory and time: bench/RESULTS-verdicts.md
+DEFAULT_BLOCK_HOURS = 54  # peak memory and time: bench/RESULTS-verdicts.md
 
 
 def write_chunks(outs: Sequence[IO[str]], bounds: list[int], series: Iterator[_Series]) -> list[int]:
