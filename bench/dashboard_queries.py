@@ -1,6 +1,6 @@
 """Latency of every dashboard panel's query against a Prometheus on a backfilled province: p50 and
 p95 over N runs of each query, sent as Grafana sends it (instant panels at now, graphs over the
-dashboard's 7 days at a 10-minute step aligned to itself).
+dashboard's 7 days at a 10-minute step, or the panel's minimum interval, aligned to itself).
 
     python bench/dashboard_queries.py --data DATA_DIR --province "Tỉnh Nam Định" \
         [--dashboards site fleet] [--runs 5]
@@ -9,8 +9,9 @@ starts Prometheus on DATA_DIR (a `hotspot-collector backfill` directory; Prometh
 place) with the shipped rules at their production intervals and DATA_DIR/inventory.yaml's
 inventory rules, waits for the 7-day verdicts, and measures; `--prometheus URL` measures a running
 one instead. Variables: $province as given, the others "All" (.*), $site the first site the
-variable lists that an agent reported in the last day. Prints one line per query (p50, p95,
-series returned) and each dashboard's p50/p95 over all its runs.
+variable lists that an agent reported in the last day, and on the commune dashboard (no "All")
+$commune that site's commune. Prints one line per query (p50, p95, series returned) and each
+dashboard's p50/p95 over all its runs.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector import inventory, targets
-from tests.support.dashboards import DASHBOARDS, RULES_DIR, load, substitute
+from tests.support.dashboards import DASHBOARDS, RULES_DIR, graph_step, load, substitute
 from tests.support.dashboards import targets as panel_targets
 from tests.support.prometheus import Prometheus
 
@@ -45,20 +46,20 @@ def api(url: str, path: str, **params: str) -> Any:
         return json.loads(resp.read())["data"]
 
 
-def timed(url: str, expr: str, instant: bool, now: float) -> tuple[float, int]:
-    """Seconds the query took and the number of series it returned."""
+def timed(url: str, expr: str, step: int | None, now: float) -> tuple[float, int]:
+    """Seconds the query took and the number of series it returned (`step` None: instant)."""
     t0 = time.perf_counter()
-    if instant:
+    if step is None:
         got = api(url, "query", query=expr, time=f"{now:.3f}")
     else:
-        end = now // STEP_S * STEP_S  # Grafana aligns a graph's range to its step
+        end = now // step * step  # Grafana aligns a graph's range to its step
         got = api(
-            url, "query_range", query=expr, start=f"{end - RANGE_S:.0f}", end=f"{end:.0f}", step=str(STEP_S)
+            url, "query_range", query=expr, start=f"{end - RANGE_S:.0f}", end=f"{end:.0f}", step=str(step)
         )
     return time.perf_counter() - t0, len(got["result"])
 
 
-def start_prometheus(data: Path, work: Path) -> Prometheus:
+def start_prometheus(data: Path, work: Path, flags: list[str]) -> Prometheus:
     """Prometheus on `data` with the shipped rules and the backfilled inventory's rules."""
     rules = work / "rules"
     rules.mkdir(parents=True)
@@ -69,7 +70,7 @@ def start_prometheus(data: Path, work: Path) -> Prometheus:
     (work / "prom").mkdir()
     (work / "prom" / "data").symlink_to(data.resolve())
     config = yaml.safe_dump({"rule_files": [str(rules / "*.yml")]})
-    prom = Prometheus(config, work / "prom", ("--storage.tsdb.retention.time=3650d",))
+    prom = Prometheus(config, work / "prom", ("--storage.tsdb.retention.time=3650d", *flags))
     deadline = time.monotonic() + 600
     while not prom.query("count(site:hotspot_verdict:state_7d)"):
         if time.monotonic() > deadline:
@@ -91,6 +92,7 @@ def measure(url: str, province: str, names: list[str], runs: int) -> None:
         for r in api(url, "query", query="last_over_time(hotspot_agent_info[1d])")["result"]
     }
     sites = sorted(r["metric"]["site"] for r in listed if r["metric"]["site"] in recent)
+    commune = next((r["metric"]["commune"] for r in listed if sites and r["metric"]["site"] == sites[0]), "")
     values = {
         **GRAFANA,
         "province": province,
@@ -108,10 +110,11 @@ def measure(url: str, province: str, names: list[str], runs: int) -> None:
         board: list[float] = []
         empty = 0
         for panel, target in panel_targets(load(DASHBOARDS / f"en/{name}.json")):
-            expr = substitute(target["expr"], values)
+            # The commune dashboard offers no "All": the chosen site's commune.
+            expr = substitute(target["expr"], {**values, "commune": commune} if name == "commune" else values)
             times, n = [], 0
             for _ in range(runs):
-                t, n = timed(url, expr, bool(target.get("instant")), now)
+                t, n = timed(url, expr, None if target.get("instant") else graph_step(panel, STEP_S), now)
                 times.append(t)
             board += times
             empty += n == 0
@@ -135,13 +138,19 @@ def main() -> None:
     ap.add_argument("--province", required=True)
     ap.add_argument("--dashboards", nargs="+", default=["overview", "commune", "site", "fleet"])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument(
+        "--flag",
+        action="append",
+        default=[],
+        help="a Prometheus flag for --data, e.g. --flag=--storage.tsdb.max-block-duration=54h",
+    )
     args = ap.parse_args()
     if args.prometheus:
         measure(args.prometheus, args.province, args.dashboards, args.runs)
         return
     with tempfile.TemporaryDirectory(prefix="dashboard-queries-") as tmp:
         t0 = time.monotonic()
-        prom = start_prometheus(args.data, Path(tmp))
+        prom = start_prometheus(args.data, Path(tmp), args.flag)
         print(f"Prometheus ready and verdicts recorded in {time.monotonic() - t0:.0f} s")
         try:
             measure(prom.url, args.province, args.dashboards, args.runs)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from collector import backfill, inventory, targets
-from tests.support.dashboards import DASHBOARDS, RULES_DIR, load, substitute
+from tests.support.dashboards import DASHBOARDS, RULES_DIR, graph_step, load, substitute
 from tests.support.dashboards import targets as panel_targets
 from tests.support.prometheus import Prometheus
 
@@ -127,9 +127,10 @@ def grafana_values(prom: Prometheus, name: str, pick: dict[str, set[str]]) -> di
     return values
 
 
-def all_queries() -> list[tuple[str, str, dict[str, Any]]]:
+def all_queries() -> list[tuple[str, str, dict[str, Any], int | None]]:
+    """(dashboard, panel title, target, step of a graph or None for an instant query)."""
     return [
-        (name, panel["title"], target)
+        (name, panel["title"], target, None if target.get("instant") else graph_step(panel, STEP_S))
         for name in NAMES
         for panel, target in panel_targets(load(DASHBOARDS / f"en/{name}.json"))
     ]
@@ -138,14 +139,12 @@ def all_queries() -> list[tuple[str, str, dict[str, Any]]]:
 QUERIES = all_queries()
 
 
-def run(prom: Prometheus, expr: str, instant: bool) -> list[dict[str, Any]]:
+def run(prom: Prometheus, expr: str, step: int | None) -> list[dict[str, Any]]:
     """The query as Grafana sends it: instant at now, a graph over the dashboard's range."""
-    if instant:
+    if step is None:
         return prom.query(expr)
-    end = time.time() // STEP_S * STEP_S  # Grafana aligns a graph's range to its step
-    got = prom.api(
-        "query_range", query=expr, start=f"{end - RANGE_S:.0f}", end=f"{end:.0f}", step=f"{STEP_S}"
-    )
+    end = time.time() // step * step  # Grafana aligns a graph's range to its step
+    got = prom.api("query_range", query=expr, start=f"{end - RANGE_S:.0f}", end=f"{end:.0f}", step=f"{step}")
     return list(got["result"])
 
 
@@ -160,17 +159,21 @@ def test_variables_list_the_province(province: Province, name: str) -> None:
         assert values["site"] in province.pick["site"]
 
 
-@pytest.mark.parametrize(("name", "title", "target"), QUERIES, ids=[f"{n}: {t}" for n, t, _ in QUERIES])
-def test_every_panel_returns_data(province: Province, name: str, title: str, target: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("name", "title", "target", "step"), QUERIES, ids=[f"{n}: {t}" for n, t, _, _ in QUERIES]
+)
+def test_every_panel_returns_data(
+    province: Province, name: str, title: str, target: dict[str, Any], step: int | None
+) -> None:
     values = province.values[name]
-    result = run(province.prom, substitute(target["expr"], values), bool(target.get("instant")))
+    result = run(province.prom, substitute(target["expr"], values), step)
     if title not in MAY_BE_EMPTY:
         assert result, f"{name} / {title}: no data for {target['expr']} with {values}"
 
 
 def test_every_site_is_on_the_map_and_judged_once(province: Province) -> None:
     prom, sites = province.prom, province.sites
-    target = next(t for n, title, t in QUERIES if n == "overview" and title == "Map of sites")
+    target = next(t for n, title, t, _ in QUERIES if n == "overview" and title == "Map of sites")
     on_map = {
         r["metric"]["site"] for r in prom.query(substitute(target["expr"], province.values["overview"]))
     }
