@@ -1,7 +1,7 @@
 """What backfilling a province costs: samples, OpenMetrics text, generation and promtool time,
 TSDB size, blocks, and promtool's peak memory.
 
-    /usr/bin/time -v .venv/bin/python bench/backfill_cost.py \
+    /usr/bin/time -v .venv/bin/python -m bench.backfill_cost \
         --inventory collector/examples/nam-dinh.yaml --start 2026-10-29 --end 2026-11-29 \
         --out /tmp/nd [--block-hours 162]
 
@@ -20,7 +20,6 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector import backfill
 
 

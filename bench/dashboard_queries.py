@@ -2,7 +2,7 @@
 p95 over N runs of each query, sent as Grafana sends it (instant panels at now, graphs over the
 dashboard's 7 days at a 10-minute step, or the panel's minimum interval, aligned to itself).
 
-    python bench/dashboard_queries.py --data DATA_DIR --province "Tỉnh Nam Định" \
+    python -m bench.dashboard_queries --data DATA_DIR --province "Tỉnh Nam Định" \
         [--dashboards site fleet] [--runs 5]
 
 starts Prometheus on DATA_DIR (a `hotspot-collector backfill` directory; Prometheus compacts it in
@@ -20,7 +20,6 @@ import argparse
 import json
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import urllib.parse
@@ -30,7 +29,6 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from collector import inventory, targets
 from tests.support.dashboards import DASHBOARDS, RULES_DIR, graph_step, load, substitute
 from tests.support.dashboards import targets as panel_targets
