@@ -17,7 +17,11 @@ collector's rules would have recorded, at a coarse step:
   an uplink fault for slow and laggy lines) and its `_since_timestamp_seconds`;
 - every 6 hours: the latency test counters and RTT histogram (60 tests an hour);
 - after each bandwidth test (every 6 h): the goodput histogram, the agent's test counters (the
-  contract check) and the last test's goodput gauges.
+  contract check) and the last test's goodput gauges;
+- what only the site and fleet dashboards read (`agent_health`): hourly ping jitter and loss,
+  DNS, HTTP, wifi, device and interface series; every 6 h the agent's version, clock, start time,
+  config state, push queue (pushing sites), test data, budget, idle/loaded latency and probe
+  failure counters.
 Nothing is written while a site is not heard. `truth` returns the figures the generator knows, per
 site and calendar month, to check the rules and the report against.
 """
@@ -26,14 +30,16 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import datetime as dt
 import random
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -167,10 +173,10 @@ class _Site:
         if site.commune == p.outage_commune:
             self.outages.append(p.outage)
         # The first site of each commune tests at midnight (UTC+7): a test exactly on a month's first
-        # instant, the boundary case; the others anywhere in the 6 hours.
-        self.phase = (
-            0 if site.id in p.midnight else self.rng.randrange(0, TEST_EVERY // STATE_STEP) * STATE_STEP
-        )
+        # instant, the boundary case; the others at any hour of the 6. On the hour, like every other
+        # coarse series: a graph's step (5, 10, 15 ... 60 min, aligned to itself by Grafana) then
+        # lands on the samples instead of falling between them.
+        self.phase = 0 if site.id in p.midnight else self.rng.randrange(0, TEST_EVERY // HOUR) * HOUR
 
     def heard(self, t: int) -> bool:
         if self.site.maintenance or self.profile == "never":
@@ -358,6 +364,160 @@ def site_history(
             meeting.samples.append((t, n_meet))
             gauge.samples.append((t, round(value, 3)))
         yield from (*buckets, inf, count, gsum, tests, meeting, gauge)
+    yield from agent_health(s, agent)
+
+
+def agent_health(s: _Site, agent: dict[str, str]) -> Iterator[_Series]:
+    """What else the site and fleet dashboards read from an agent while it is heard: hourly the
+    ping jitter and loss, DNS, HTTP, wifi, system and interface series; every 6 hours (with each
+    bandwidth test) the agent's identity, clock, config, push queue, test data and budget. Counters
+    read by rate() over a few minutes (interface bytes, dropped push samples) get two samples a
+    minute apart each time, as two consecutive scrapes would. Its own random stream: the verdict
+    series (and `truth`) are the same with or without it.
+    """
+    p, site, rng = s.p, s.site, random.Random(f"{s.p.seed}/{s.site.id}/health")
+    laggy, flaky = s.profile == "laggy", s.profile == "flaky"
+    series: dict[tuple[str, str], _Series] = {}
+
+    def one(metric: str, extra: dict[str, str]) -> _Series:
+        key = (metric, ",".join(f"{k}={v}" for k, v in extra.items()))
+        if key not in series:
+            series[key] = _Series(metric, _labels({**agent, **extra}))
+        return series[key]
+
+    def put(metric: str, t: int, value: float, /, **extra: str) -> None:
+        one(metric, extra).samples.append((t, round(value, 6)))
+
+    def count(metric: str, t: int, value: float, /, **extra: str) -> None:
+        """A counter read over long ranges only: a sample when it changed, else once a day."""
+        one(metric, extra).put(t, value)
+
+    ping = {"target": "1.1.1.1", "role": "internet"}
+    dns = {"resolver": "system", "name": "vnexpress.net"}
+    http = {"url": "https://vnexpress.net/", "kind": "reachability"}
+    signal = rng.uniform(-72.0, -48.0)
+    rx = tx = 0.0
+    failures = {
+        ("ping", "timeout"): 0,
+        ("dns", "timeout"): 0,
+        ("http", "timeout"): 0,
+        ("bandwidth", "limit"): 0,
+    }
+    deferred = dropped = 0
+    version = "0.1.0" if rng.random() < 0.85 else "0.0.9"  # a few agents not yet upgraded
+    skew = rng.gauss(0, 0.3) if rng.random() < 0.95 else rng.uniform(60, 300)  # a few clocks off
+    started = p.start - rng.randrange(1, 20) * 86400
+    was_heard = True
+    budget, budget_used, month = 30e9, 0.0, ""
+    moved = {"download": 0.0, "upload": 0.0}
+    for t in range(p.start, p.end, HOUR):
+        if not s.heard(t):
+            was_heard = False
+            continue
+        if not was_heard:  # back after an outage: the device (and the agent) restarted
+            started, was_heard = t - rng.randrange(60, 3000), True
+        local_hour = (t // HOUR + 7) % 24
+        busy = 1.0 if 7 <= local_hour < 22 else 0.15  # public wifi: used in the daytime
+        loss = rng.choice((0.0, 0.0, 0.0, 0.01, 0.02)) + (0.05 if flaky or laggy else 0.0)
+        put(
+            "hotspot_ping_jitter_seconds",
+            t,
+            round(rng.uniform(0.01, 0.04) if laggy else rng.uniform(0.001, 0.008), 4),
+            method="icmp",
+            **ping,
+        )
+        put("hotspot_ping_loss_ratio", t, loss, method="icmp", **ping)
+        failures["ping", "timeout"] += int(loss > 0.04)
+        dns_ok = rng.random() > (0.05 if flaky else 0.005)
+        put("hotspot_dns_success", t, float(dns_ok), **dns)
+        if dns_ok:
+            put("hotspot_dns_lookup_seconds", t, round(rng.uniform(0.008, 0.06), 3), **dns)
+        failures["dns", "timeout"] += int(not dns_ok)
+        http_ok = dns_ok and rng.random() > 0.005
+        put("hotspot_http_success", t, float(http_ok), **http)
+        if http_ok:
+            put("hotspot_http_first_byte_seconds", t, round(rng.uniform(0.05, 0.4), 3), **http)
+        failures["http", "timeout"] += int(not http_ok)
+        put("hotspot_wifi_signal_dbm", t, round(signal + rng.gauss(0, 2)), interface="wlan0")
+        put(
+            "hotspot_wifi_stations",
+            t,
+            rng.randrange(0, 6) + int(busy * rng.randrange(0, 25)),
+            interface="wlan0",
+        )
+        put("hotspot_system_cpu_usage_ratio", t, round(rng.uniform(0.03, 0.12) + 0.15 * busy, 2))
+        put("hotspot_system_memory_total_bytes", t, 1 << 30)
+        put("hotspot_system_memory_available_bytes", t, rng.randrange(460, 720) << 20)
+        put(
+            "hotspot_system_temperature_celsius",
+            t,
+            rng.randrange(84, 100) / 2 + 12 * busy,
+            sensor="cpu_thermal",
+        )
+        for pair in (t, t + 60)[: 2 if t + 60 < p.end else 1]:
+            if pair > t:  # the next scrape: a minute of the hour's traffic
+                rx += busy * rng.uniform(2e6, 20e6) / 8 * 60
+                tx += busy * rng.uniform(0.5e6, 5e6) / 8 * 60
+            put("hotspot_interface_receive_bytes_total", pair, int(rx), interface="eth0")
+            put("hotspot_interface_transmit_bytes_total", pair, int(tx), interface="eth0")
+        rx += busy * rng.uniform(2e6, 20e6) / 8 * 3540
+        tx += busy * rng.uniform(0.5e6, 5e6) / 8 * 3540
+        for (probe, reason), n in failures.items():
+            count("hotspot_probe_failures_total", t, n, probe=probe, reason=reason)
+        if (t - p.start) % TEST_EVERY:
+            continue
+        for direction, contracted in (
+            ("download", site.contracted_download_mbps),
+            ("upload", site.contracted_upload_mbps),
+        ):
+            put("hotspot_site_contracted_bytes_per_second", t, contracted * 1e6 / 8, direction=direction)
+            put("hotspot_site_threshold_bytes_per_second", t, contracted * 1e6 / 8 * 0.8, direction=direction)
+            moved[direction] += s.median_mbps * 1e6 / 8 * 10  # a 10-second test at the usual speed
+            put(
+                "hotspot_bandwidth_test_bytes_total",
+                t,
+                int(moved[direction]),
+                direction=direction,
+                engine="http",
+            )
+        if month_of(t) != month:  # the budget starts again each calendar month
+            month, budget_used = month_of(t), 0.0
+        budget_used += 2 * s.median_mbps * 1e6 / 8 * 10
+        put("hotspot_bandwidth_budget_bytes", t, budget)
+        put("hotspot_bandwidth_budget_remaining_bytes", t, max(0, int(budget - budget_used)))
+        idle = rng.uniform(0.12, 0.3) if laggy else rng.uniform(0.015, 0.05)
+        put("hotspot_bandwidth_latency_seconds", t, round(idle, 3), engine="http", state="idle")
+        put(
+            "hotspot_bandwidth_latency_seconds",
+            t,
+            round(idle + rng.uniform(0.02, 0.2), 3),
+            engine="http",
+            state="loaded",
+        )
+        if rng.random() < (0.1 if flaky else 0.02):
+            deferred += 1
+            failures["bandwidth", "limit"] += 1
+        count("hotspot_bandwidth_tests_deferred_total", t, deferred, engine="http")
+        count("hotspot_bandwidth_tests_skipped_total", t, 0, engine="http", reason="budget")
+        put("hotspot_agent_info", t, 1, version=version, python="3.11.2")
+        put("hotspot_agent_clock_seconds", t, t + skew)
+        put("hotspot_agent_start_time_seconds", t, started)
+        put("hotspot_config_last_reload_successful", t, 1)
+        put("hotspot_system_disk_total_bytes", t, 16e9, path="/")
+        put("hotspot_system_disk_free_bytes", t, 11e9 - (t - p.start) * 50, path="/")
+        put(
+            "hotspot_http_captive_portal",
+            t,
+            0,
+            url="http://connectivitycheck.gstatic.com/generate_204",
+            kind="portal_check",
+        )
+        if site.push:  # a queue that is mostly empty, and a few samples dropped after long outages
+            put("hotspot_push_queue_samples", t, rng.randrange(0, 400))
+            for pair in (t, t + 60)[: 2 if t + 60 < p.end else 1]:
+                dropped += int(pair > t and flaky and rng.random() < 0.2) * rng.randrange(100, 2000)
+                put("hotspot_push_samples_dropped_total", pair, dropped, reason="queue_full")
+    yield from series.values()
 
 
 def _put_histogram(
@@ -405,17 +565,28 @@ def month_of(t: float) -> str:
     return dt.datetime.fromtimestamp(t, TZ).strftime("%Y-%m")
 
 
-def write_openmetrics(out: IO[str], series: Iterator[_Series]) -> int:
-    """Write every sample of `series` as OpenMetrics text lines (`name{labels} value timestamp`),
-    values with 15 significant digits; returns the number of samples written. The caller adds
-    `# EOF`.
-    """
-    n = 0
+# promtool cuts blocks of these lengths only (Prometheus's block ranges: 2 h × 3^k), aligned to
+# multiples of the length since the epoch; a longer --max-block-duration takes the next one down.
+BLOCK_HOURS = (2, 6, 18, 54, 162, 486)
+DEFAULT_BLOCK_HOURS = 54  # peak memory and time: bench/RESULTS-verdicts.md
+
+
+def write_chunks(outs: Sequence[IO[str]], bounds: list[int], series: Iterator[_Series]) -> list[int]:
+    """Write every sample of `series` as OpenMetrics text lines (`name{labels} value timestamp`,
+    values with 15 significant digits) into the file of its chunk: `outs[i]` takes the samples from
+    `bounds[i]` (Unix s) up to `bounds[i + 1]`. Returns the samples written to each file; the
+    caller adds `# EOF`."""
+    counts = [0] * len(outs)
     for s in series:
         prefix = f"{s.name}{{{s.labels}}} "
-        out.writelines(f"{prefix}{v:.15g} {t}\n" for t, v in s.samples)  # exact: timestamps, sums
-        n += len(s.samples)
-    return n
+        times = [t for t, _ in s.samples]
+        lo = 0
+        for i, out in enumerate(outs):
+            hi = bisect.bisect_left(times, bounds[i + 1], lo) if i + 1 < len(bounds) else len(times)
+            out.writelines(f"{prefix}{v:.15g} {t}\n" for t, v in s.samples[lo:hi])  # exact: times, sums
+            counts[i] += hi - lo
+            lo = hi
+    return counts
 
 
 def backfill(
@@ -426,9 +597,20 @@ def backfill(
     seed: int = 1,
     promtool: str = "promtool",
     truths: dict[str, dict[str, SiteTruth]] | None = None,
+    block_hours: int = DEFAULT_BLOCK_HOURS,
 ) -> dict[str, float]:
-    """Generate the history and turn it into blocks in `out`. Returns timings and sizes.
-    Raises InventoryError for a bad inventory, RuntimeError when promtool fails."""
+    """Generate the history and turn it into blocks in `out`: one OpenMetrics file per block of
+    `block_hours` (one of BLOCK_HOURS), each converted by its own promtool run, so promtool holds
+    one block's text and samples at a time instead of the month's (it maps its whole input).
+    Returns counts, timings (s) and sizes (bytes): sites, samples, openmetrics_bytes, generate_s,
+    promtool_s, promtool_max_rss_bytes (the largest peak RSS of this process's children: promtool's
+    when nothing bigger ran before), tsdb_bytes.
+    Raises InventoryError for a bad inventory, ValueError for a block length promtool does not
+    cut, RuntimeError when promtool fails."""
+    if block_hours not in BLOCK_HOURS:
+        raise ValueError(
+            f"block_hours must be one of {BLOCK_HOURS} (promtool's block lengths), not {block_hours}"
+        )
     load(inventory_path)  # every problem of the inventory, reported as for `targets`
     out.mkdir(parents=True, exist_ok=True)
     doc = demo_inventory(inventory_path, seed)
@@ -438,34 +620,29 @@ def backfill(
     p = plan(inv, int(start.timestamp()), int(end.timestamp()), seed)
     stats: dict[str, float] = {"sites": len(inv.sites)}
     t0 = time.monotonic()
+    block = block_hours * HOUR
+    # Chunks on promtool's own block boundaries: each file gives exactly one block.
+    bounds = list(range(p.start // block * block, p.end, block))
     with tempfile.TemporaryDirectory(prefix="hotspot-backfill-") as tmp:
-        om = Path(tmp) / "history.om"
-        with om.open("w", encoding="utf-8") as f:
-            stats["samples"] = sum(write_openmetrics(f, site_history(site, p, truths)) for site in inv.sites)
-            f.write("# EOF\n")
-        stats["openmetrics_bytes"] = om.stat().st_size
+        paths = [Path(tmp) / f"history-{i}.om" for i in range(len(bounds))]
+        with contextlib.ExitStack() as stack:
+            outs = [stack.enter_context(path.open("w", encoding="utf-8")) for path in paths]
+            counts = [0] * len(outs)
+            for site in inv.sites:
+                written = write_chunks(outs, bounds, site_history(site, p, truths))
+                counts = [a + b for a, b in zip(counts, written, strict=True)]
+            for f in outs:
+                f.write("# EOF\n")
+        stats["samples"] = sum(counts)
+        stats["openmetrics_bytes"] = sum(path.stat().st_size for path in paths)
         stats["generate_s"] = time.monotonic() - t0
         t1 = time.monotonic()
-        # Blocks as long as the history (up to 31 days): one block instead of one per 2 hours.
-        block_h = min(744, max(2, (p.end - p.start) // HOUR + 1))
-        res = subprocess.run(
-            [
-                promtool,
-                "tsdb",
-                "create-blocks-from",
-                "openmetrics",
-                f"--max-block-duration={block_h}h",
-                str(om),
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if res.returncode != 0:
-            raise RuntimeError(
-                f"promtool create-blocks-from openmetrics failed: {res.stderr.strip()[-2000:]}"
-            )
+        for path, n in zip(paths, counts, strict=True):
+            if n:
+                _promtool(promtool, path, out, block_hours)
+            path.unlink()  # the disk holds one chunk less at each step
         stats["promtool_s"] = time.monotonic() - t1
+        stats["promtool_max_rss_bytes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     stats["tsdb_bytes"] = sum(
         f.stat().st_size for f in out.rglob("*") if f.is_file() and f.name != "inventory.yaml"
     )
@@ -473,6 +650,24 @@ def backfill(
 
 
 MAX_DAYS = 400  # a longer history outlives the 400 d retention docs/collector.md gives Prometheus
+
+
+def _promtool(promtool: str, om: Path, out: Path, block_hours: int) -> None:
+    res = subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            f"--max-block-duration={block_hours}h",
+            str(om),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"promtool create-blocks-from openmetrics failed: {res.stderr.strip()[-2000:]}")
 
 
 def _date(text: str) -> dt.datetime:

@@ -55,9 +55,16 @@ def verdict_row(b: Board, sel: str) -> None:
         4,
         4,
     )
+    # The last diagnosis of the day: a site silent now keeps the cause last seen.
     b.add(
         stat_panel(
-            [query(f"max by (cause) (hotspot_diagnosis{{{sel}}} == 1)", legend="{{cause}}", instant=True)],
+            [
+                query(
+                    f"max by (cause) (last_over_time(hotspot_diagnosis{{{sel}}}[1d]) == 1)",
+                    legend="{{cause}}",
+                    instant=True,
+                )
+            ],
             "none",
             steps((None, "orange")),
         )
@@ -241,8 +248,8 @@ def speed_tests(b: Board, sel: str) -> None:
         bargauge.Panel()
         .with_target(
             query(
-                f"max(hotspot_bandwidth_budget_bytes{{{sel}}} - "
-                f"hotspot_bandwidth_budget_remaining_bytes{{{sel}}})",
+                f"max(last_over_time(hotspot_bandwidth_budget_bytes{{{sel}}}[1d]) - "
+                f"last_over_time(hotspot_bandwidth_budget_remaining_bytes{{{sel}}}[1d]))",
                 legend=T("đã dùng", "used")(lang),
                 ref="A",
                 instant=True,
@@ -250,7 +257,7 @@ def speed_tests(b: Board, sel: str) -> None:
         )
         .with_target(
             query(
-                f"max(hotspot_bandwidth_budget_bytes{{{sel}}})",
+                f"max(last_over_time(hotspot_bandwidth_budget_bytes{{{sel}}}[1d]))",
                 legend=T("hạn mức tháng", "monthly budget")(lang),
                 ref="B",
                 instant=True,

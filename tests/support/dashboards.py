@@ -94,3 +94,14 @@ def substitute(expr: str, values: dict[str, str]) -> str:
         return values[name]
 
     return VARIABLE_USE.sub(one, expr)
+
+
+def graph_step(panel: dict[str, Any], step: int) -> int:
+    """The step (s) Grafana asks a graph panel's queries at: `step`, or the panel's own minimum
+    interval ("1h", "30s", ...) when that is longer."""
+    match = re.fullmatch(r"(\d+)([smhd])", panel.get("interval") or "0s")
+    if not match:
+        raise ValueError(
+            f"panel {panel.get('title')!r}: interval {panel['interval']!r} is not like 30s, 5m, 1h, 1d"
+        )
+    return max(step, int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)])
