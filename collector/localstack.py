@@ -17,9 +17,9 @@ the verdict rules keep their real 7-day windows so the month is judged as in pro
 history's end on, the province lives on in the fleet simulator (collector/fleet.py): every site the
 history last heard is scraped from it or pushes through it (the same intervals ÷ speedup), so the
 live panels and the site-state rules see a working province; the sites the history ends silent on
-(dead, never installed, in maintenance) stay silent. This collector never heard those, so the dead
-and never-installed ones show as HotspotSiteNeverHeard (for the collector's administrators), not as
-outages. The calendar month and the report show the history as it was.
+(dead, never installed, in maintenance) stay silent: the dead ones alert as down (their "last heard"
+comes from the history), the never-installed ones as never heard. The calendar month and the
+report show the history as it was.
 
 The integration test (tests/test_alerting_integration.py) builds the same stack with `Stack`.
 """
@@ -95,15 +95,22 @@ def scale_expr(expr: str, speedup: float) -> str:
     return re.sub(r"\[([0-9a-z.:]+)\]", one, expr)
 
 
-def render_rules(src: Path, dst: Path, speedup: float, keep_windows: tuple[str, ...] = ()) -> None:
-    """Copy the rule files with every `for:`, group interval and range divided by `speedup` (the
-    ranges and group intervals of the files named in `keep_windows` stay as they are: re-reading a
-    week every second would only load the machine)."""
+def render_rules(
+    src: Path,
+    dst: Path,
+    speedup: float,
+    keep_windows: tuple[str, ...] = (),
+    keep_intervals: tuple[str, ...] = (),
+) -> None:
+    """Copy the rule files with every `for:`, group interval and range divided by `speedup`; the
+    ranges of the files named in `keep_windows`, and the group intervals of those named in
+    `keep_intervals`, stay as they are (re-reading a week every few seconds would only load the
+    machine)."""
     dst.mkdir(parents=True, exist_ok=True)
     for path in sorted(src.glob("*.yml")):
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
         for group in doc["groups"]:
-            if "interval" in group and path.name not in keep_windows:
+            if "interval" in group and path.name not in keep_intervals:
                 group["interval"] = scale(group["interval"], speedup)
             for rule in group["rules"]:
                 if path.name not in keep_windows:
@@ -135,7 +142,11 @@ def free_port() -> int:
 
 
 def render_prometheus(
-    workdir: Path, ports: Ports, speedup: float, keep_windows: tuple[str, ...] = ()
+    workdir: Path,
+    ports: Ports,
+    speedup: float,
+    keep_windows: tuple[str, ...] = (),
+    keep_intervals: tuple[str, ...] = (),
 ) -> Path:
     """prometheus.yml with loopback targets, absolute paths and shortened intervals."""
     doc = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
@@ -145,7 +156,7 @@ def render_prometheus(
     g["scrape_timeout"] = g["scrape_interval"]
     if seconds(g["scrape_interval"]) > 1:
         g["scrape_timeout"] = duration(seconds(g["scrape_interval"]) / 2)
-    render_rules(PROMETHEUS_DIR / "rules", workdir / "rules", speedup, keep_windows)
+    render_rules(PROMETHEUS_DIR / "rules", workdir / "rules", speedup, keep_windows, keep_intervals)
     doc["rule_files"] = [str(workdir / "rules" / "*.yml"), str(workdir / "inventory" / "*.rules.yml")]
     doc["alerting"]["alertmanagers"] = [
         {"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}
@@ -497,8 +508,12 @@ class Stack:
         """
         # On a month of history the verdicts and the availability they read keep their real windows:
         # a backfilled week is judged as a week, not as the last 11 hours of a silent demo.
-        keep = ("requirement.yml", "verdict.yml") if self.history is not None else ()
-        prom_config = render_prometheus(self.workdir, self.ports, self.speedup, keep)
+        # "Last heard" keeps its 3 days too, so the dead sites of a history made hours ago are still
+        # known as heard once (down, not "never heard"); it runs at the sped-up pace, so that is known
+        # before the sped-up "never heard" alert could fire.
+        verdicts = ("requirement.yml", "verdict.yml") if self.history is not None else ()
+        windows = (*verdicts, "site-history.yml") if self.history is not None else ()
+        prom_config = render_prometheus(self.workdir, self.ports, self.speedup, windows, verdicts)
         am_config = render_alertmanager(self.workdir, self.speedup, self.webhook_url)
         am = self.spawn(
             "alertmanager",

@@ -90,7 +90,7 @@ def test_local_stack_keeps_the_verdict_windows_when_it_has_history(tmp_path: Pat
 
     from collector.localstack import PROMETHEUS_DIR, render_rules
 
-    render_rules(PROMETHEUS_DIR / "rules", tmp_path / "kept", 15, ("verdict.yml",))
+    render_rules(PROMETHEUS_DIR / "rules", tmp_path / "kept", 15, ("verdict.yml",), ("verdict.yml",))
     render_rules(PROMETHEUS_DIR / "rules", tmp_path / "short", 15)
     kept = yaml.safe_load((tmp_path / "kept" / "verdict.yml").read_text(encoding="utf-8"))
     short = yaml.safe_load((tmp_path / "short" / "verdict.yml").read_text(encoding="utf-8"))
