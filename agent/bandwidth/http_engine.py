@@ -22,7 +22,9 @@ stream never stalls the others) and samples the byte count every 250 ms:
   `agent/bandwidth/tcp_info.py`).
 - Streams, ramp-up, goodput and when to stop: agent/bandwidth/estimator.py decides, fed each
   sample; this module only moves the bytes and reads TCP's counters.
-- Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
+- Bounded by `limits.max_duration_s` and a byte cap per direction: `limits.max_bytes`, lowered
+  once the measuring window runs to what `estimator.WINDOW_BUDGET_S` of it cost at the line's rate
+  (never below `estimator.BASE_CAP_BYTES`; `Estimator.byte_cap`). Reaching either bound
   before the stability rule above, the result is the goodput measured so far, flagged as a lower
   bound (`download_lower_bound`, `upload_lower_bound`): what crossed the link is what it carries
   at least. EngineError("limit") when less than 256 KiB crossed (a trickle is no measurement),
@@ -414,10 +416,11 @@ def _run_direction(
             if now >= deadline:
                 bound = f"{phase}: reached the {limits.max_duration_s:g} s limit"
                 break
-            if io.moved >= limits.max_bytes:
-                bound = f"{phase}: reached the {limits.max_bytes} byte limit"
+            cap = est.byte_cap  # grows with the line once a window runs, at most max_bytes
+            if io.moved >= cap:
+                bound = f"{phase}: reached the {cap} byte limit"
                 break
-            now = io.step(min(next_sample, deadline) - now, limits.max_bytes)
+            now = io.step(min(next_sample, deadline) - now, cap)
             if now < next_sample:
                 continue
             next_sample += SAMPLE_S
@@ -440,8 +443,7 @@ def _run_direction(
     if stop is None:
         assert stable is not None
         return _Outcome(stable, io.moved, len(io.streams), seconds)
-    # A bound came first (at 900 Mbit/s 250 MB is ~2.3 s): what the link carried so far is what it
-    # can carry at least.
+    # A bound came first: what the link carried so far is what it can carry at least.
     if stop.lower_bound > 0:
         return _Outcome(stop.lower_bound * 8, io.moved, len(io.streams), seconds, lower_bound=True)
     # Nothing crossed the link: no figure, only words saying how far it got.
