@@ -23,7 +23,7 @@ The rules (figures from the lab grid in bench/RESULTS-bandwidth.md):
   since a TCP count lags while a stream waits for a retransmission and never leads (`goodput`).
   The direction is over as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean,
   after at least 2 s (8 samples) and 256 KiB past the ramp, and the window's later half reads no
-  more than 3% above the whole window. A later half above that means the rate was still rising
+  more than 2% above the whole window. A later half above that means the rate was still rising
   (cubic's slow climb back after slow start's losses: 900 Mbit/s at 30 ms read 0.87 of the limit
   "stable" while its last second ran at 0.96, because a long window's average moves too little
   per sample to fail the +-2% test); the window then restarts at its midpoint.
@@ -125,8 +125,13 @@ class Estimator:
         got = count - self.samples[self._measure_i][1]
         estimate = goodput(self.samples[self._measure_i :])
         self.estimates.append(estimate)
-        if span < MIN_MEASURE_S - SAMPLE_S / 2 or got < MIN_MEASURE_BYTES:
+        if (
+            span < MIN_MEASURE_S - SAMPLE_S / 2
+            or got < MIN_MEASURE_BYTES
+            or not stable(self.estimates[-STABLE_K:])
+        ):
             return Decision(estimate)
+        # Judged only when the window would end: noise then costs at most one restart, not many.
         middle = (self._measure_i + len(self.samples) - 1) // 2
         later = goodput(self.samples[middle:])
         if later > estimate * (1 + RISE_TOL):
@@ -135,9 +140,7 @@ class Estimator:
             self.estimates = [later]
             self.restarts += 1
             return Decision(later)
-        if stable(self.estimates[-STABLE_K:]):
-            return Decision(estimate, stable=estimate)
-        return Decision(estimate)
+        return Decision(estimate, stable=estimate)
 
     @property
     def byte_cap(self) -> int:
