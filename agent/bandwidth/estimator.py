@@ -162,7 +162,7 @@ class Estimator:
             return Decision(now_rate)
         rising = now_rate > rate(self.samples, i - 1) * RAMP_GROWTH
         # Half the time or the bytes gone: measure what there is. On a gigabit line the byte
-        # limit (250 MB is ~2.3 s at 900 Mbit/s) comes long before the time limit.
+        # limit (600 MB is ~5.6 s at 900 Mbit/s) comes long before the time limit.
         ramp_cap = t >= self.max_duration_s / 2 or moved >= self.max_bytes / 2
         if rising and not ramp_cap:
             return Decision(now_rate)
@@ -223,7 +223,7 @@ def can_pay_a_step(rate: float, allowance: int, settle_s: float) -> bool:
     """Whether the bytes left pay for a stream step: its ramp-up, the settle and a full measurement.
 
     A step restarts the ramp; at a high rate the byte limit would then come before any stable
-    estimate (at 900 Mbit/s a step costs ~350 MB, more than the default limit of 250 MB).
+    estimate (at 900 Mbit/s a step costs ~350 MB, more than a 250 MB limit leaves).
     """
     return rate * (3 * SAMPLE_S + settle_s + MIN_MEASURE_S) <= allowance
 
