@@ -35,7 +35,7 @@ class BandwidthTest:
 class Limits:
     max_duration_s: float = 15.0  # per direction
     # Per direction, a ceiling: the http engine stops a direction at far less unless the line needs it
-    # (estimator.Estimator.byte_cap; 900 Mbit/s at 30 ms settles at ~350-450 MB).
+    # (estimator.Estimator.byte_cap; 900 Mbit/s settles at ~350 MB at 0-30 ms, ~520 MB at 100 ms).
     max_bytes: int = 600_000_000
     streams: int = 0  # 0: the engine chooses or adapts
 
