@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from agent.bandwidth.estimator import SAMPLE_S, Decision, Estimator
+from agent.bandwidth import estimator as estimator_module
+from agent.bandwidth.estimator import BASE_CAP_BYTES, SAMPLE_S, WINDOW_BUDGET_S, Decision, Estimator
 
 TRACES = Path(__file__).parent / "fixtures" / "bandwidth"
 MB = 1_000_000
@@ -120,6 +121,45 @@ def test_a_bound_in_the_ramp_gives_its_last_second_and_a_trickle_nothing() -> No
     trickle = estimator(streams=4)
     feed(trickle, lambda i: 10_000, n=6)
     assert trickle.stopped(1.6, 16_000).lower_bound == 0.0
+
+
+def climbing(i: int) -> float:
+    """900 Mbit/s at 30 ms as recorded: slow start to half the line, a 1.5 s plateau while the ramp
+    is judged over, then cubic's slow climb (3.5 s) to the line's 107.6 MB/s, which it keeps."""
+    if i <= 4:
+        return 107.6e6 * 0.125 * i
+    return 107.6e6 * min(1.0, 0.5 + max(0, i - 10) * 0.5 / 14)
+
+
+def test_a_rate_still_rising_after_the_settle_restarts_the_window() -> None:
+    """A long window's average moves too little per sample to fail the ±2% rule while the rate still
+    climbs; its later half reads higher, so the window restarts there and settles on the line."""
+    est = estimator(streams=4, max_bytes=600 * MB, idle_rtt_s=0.03)
+    decisions = feed(est, climbing)
+    assert est.restarts >= 1
+    assert decisions[-1][1].stable == pytest.approx(107.6e6, rel=0.02)
+
+
+def test_without_the_restart_the_climb_would_settle_low(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same trace with the restart rule off settles well under the line: what the rule fixes."""
+    monkeypatch.setattr(estimator_module, "RISE_TOL", 10.0)
+    est = estimator(streams=4, max_bytes=600 * MB, idle_rtt_s=0.03)
+    stable = feed(est, climbing)[-1][1].stable
+    assert stable is not None and stable < 107.6e6 * 0.95
+
+
+def test_the_byte_cap_grows_with_the_line_up_to_max_bytes() -> None:
+    """max_bytes until the window runs; then 250 MB, or the window's start plus 4 s at its goodput."""
+    fast = estimator(streams=4, max_bytes=600 * MB)
+    assert fast.byte_cap == 600 * MB
+    feed(fast, lambda i: 100e6, n=8)  # window from 1.25 s (125 MB)
+    assert fast.byte_cap == pytest.approx(125 * MB + 100e6 * WINDOW_BUDGET_S, rel=0.001)
+    slow = estimator(streams=4, max_bytes=600 * MB)
+    feed(slow, lambda i: 10e6, n=8)
+    assert slow.byte_cap == BASE_CAP_BYTES
+    ceiling = estimator(streams=4, max_bytes=300 * MB)
+    feed(ceiling, lambda i: 100e6, n=8)
+    assert ceiling.byte_cap == 300 * MB
 
 
 def traces() -> list[Path]:

@@ -517,3 +517,19 @@ def test_a_byte_limit_before_the_rate_settles_gives_a_flagged_lower_bound(shaped
         # What crossed the link: no more than it carries, and well above a trickle.
         assert bps is not None and 0.3 * limit < bps < 1.03 * limit, test
     assert test.download_bytes <= 4_000_000 and test.upload_bytes <= 4_000_000
+
+
+@pytest.mark.netns
+def test_the_byte_cap_follows_the_lines_rate_and_a_capped_direction_is_a_lower_bound(
+    shaped: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scaled down to the 50 Mbit/s link (6 MB/s): a 2 MB floor and 0.75 s of window. The cap grows
+    past the floor with the rate (window start ~1.25 s, ~7 MB, plus ~4.5 MB), far below max_bytes,
+    and stops each direction before the full rule (2 s of window): a flagged lower bound."""
+    monkeypatch.setattr(estimator, "BASE_CAP_BYTES", 2_000_000)
+    monkeypatch.setattr(estimator, "WINDOW_BUDGET_S", 0.75)
+    test, limit = shaped(Limits(max_bytes=200_000_000))
+    assert test.download_lower_bound and test.upload_lower_bound, test
+    for bps, moved in ((test.download_bps, test.download_bytes), (test.upload_bps, test.upload_bytes)):
+        assert bps is not None and 0.5 * limit < bps < 1.03 * limit, test
+        assert 4_000_000 < moved < 16_000_000, test

@@ -59,9 +59,12 @@ def test_iperf3_reaches_the_goodput_limit_both_ways() -> None:
 
 
 def test_delay_line_adds_the_configured_round_trip_time() -> None:
-    """With rtt_ms=40 a ping's round trip takes 40 ms (plus well under 5 ms of lab overhead)."""
+    """With rtt_ms=40 a ping's round trip takes 40 ms (plus well under 5 ms of lab overhead), through a
+    delay line at real-time priority (a busy machine must not slow the lab's link)."""
     with Lab(rate_mbit=50, rtt_ms=40) as lab:
         sent, received, avg_ms = _ping(lab, 5, "0.1")
+        assert lab._delayline is not None and lab.delayline_realtime
+        assert os.sched_getscheduler(lab._delayline.pid) == os.SCHED_FIFO
     assert received == sent == 5
     assert avg_ms is not None and 40.0 <= avg_ms <= 45.0
 

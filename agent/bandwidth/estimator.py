@@ -22,7 +22,15 @@ The rules (figures from the lab grid in bench/RESULTS-bandwidth.md):
   and the last second of the window past the ramp-up: those lying highest above the trend line,
   since a TCP count lags while a stream waits for a retransmission and never leads (`goodput`).
   The direction is over as soon as the last 6 estimates (1.25 s) lie within +-2% of their mean,
-  after at least 2 s (8 samples) and 256 KiB past the ramp.
+  after at least 2 s (8 samples) and 256 KiB past the ramp, and the window's later half reads no
+  more than 2% above the whole window. A later half above that means the rate was still rising
+  (cubic's slow climb back after slow start's losses: 900 Mbit/s at 30 ms read 0.87 of the limit
+  "stable" while its last second ran at 0.96, because a long window's average moves too little
+  per sample to fail the +-2% test); the window then restarts at its midpoint.
+- Byte cap (`byte_cap`): a direction may move `max_bytes`, but the engine stops it earlier, at the
+  bytes moved when its window (re)started plus `WINDOW_BUDGET_S` at the window's goodput, never
+  below `BASE_CAP_BYTES`: the cap grows with the line (a gigabit line gets room to settle) without
+  letting a fast line that never settles spend its whole `max_bytes`.
 - Stopped by a bound first: the goodput measured so far, a lower bound (`lower_bound`), or
   nothing when less than 256 KiB crossed.
 """
@@ -50,6 +58,13 @@ EDGE_SAMPLES = 4  # how far into the window's edges `goodput` looks for unlagged
 # The link is judged full when the streams' median RTT reaches idle RTT × 1.2 + 2 ms.
 QUEUE_FACTOR = 1.2
 QUEUE_MIN_S = 0.002
+RISE_TOL = 0.02  # a later half this much above the whole window: still rising, restart the window
+# The byte cap: never below this (lines up to ~130 Mbit/s stop on time or stability long before
+# it, as they did with the old fixed 250 MB limit) ...
+BASE_CAP_BYTES = 250_000_000
+# ... and otherwise what this many seconds of window at the window's goodput cost, on top of the
+# bytes moved when it started: 2 s of measurement, 1.25 s of agreeing estimates and one restart.
+WINDOW_BUDGET_S = 4.0
 
 Samples = list[tuple[float, int]]  # (seconds since the start, bytes counted)
 
@@ -89,6 +104,8 @@ class Estimator:
         self._plateau: float | None = None
         self._ramp_end: int | None = None
         self._measure_i: int | None = None  # sample index where the measuring window starts
+        self._moved = [0]  # bytes moved at each sample
+        self.restarts = 0  # windows restarted because the rate was still rising
 
     @property
     def ramp_end(self) -> tuple[float, int] | None:
@@ -101,6 +118,7 @@ class Estimator:
         `rtt_s`: the streams' median RTT now, queueing included (0: not known).
         """
         self.samples.append((t, count))
+        self._moved.append(moved)
         if self._measure_i is None:
             return self._ramp(t, moved, rtt_s)
         span = t - self.samples[self._measure_i][0]
@@ -108,12 +126,29 @@ class Estimator:
         estimate = goodput(self.samples[self._measure_i :])
         self.estimates.append(estimate)
         if (
-            span >= MIN_MEASURE_S - SAMPLE_S / 2
-            and got >= MIN_MEASURE_BYTES
-            and stable(self.estimates[-STABLE_K:])
+            span < MIN_MEASURE_S - SAMPLE_S / 2
+            or got < MIN_MEASURE_BYTES
+            or not stable(self.estimates[-STABLE_K:])
         ):
-            return Decision(estimate, stable=estimate)
-        return Decision(estimate)
+            return Decision(estimate)
+        # Judged only when the window would end: noise then costs at most one restart, not many.
+        middle = (self._measure_i + len(self.samples) - 1) // 2
+        later = goodput(self.samples[middle:])
+        if later > estimate * (1 + RISE_TOL):
+            # Still rising: what came before the middle was ramp-up. Measure from there.
+            self._measure_i = middle
+            self.estimates = [later]
+            self.restarts += 1
+            return Decision(later)
+        return Decision(estimate, stable=estimate)
+
+    @property
+    def byte_cap(self) -> int:
+        """Bytes this direction may move now: `max_bytes`, lowered once a window runs (module doc)."""
+        if self._measure_i is None or not self.estimates:
+            return self.max_bytes
+        grown = self._moved[self._measure_i] + int(self.estimates[-1] * WINDOW_BUDGET_S)
+        return min(self.max_bytes, max(BASE_CAP_BYTES, grown))
 
     def _ramp(self, t: float, moved: int, rtt_s: float) -> Decision:
         """Still ramping up: the ramp's end, a stream step, or the settle that starts the window."""
@@ -127,7 +162,7 @@ class Estimator:
             return Decision(now_rate)
         rising = now_rate > rate(self.samples, i - 1) * RAMP_GROWTH
         # Half the time or the bytes gone: measure what there is. On a gigabit line the byte
-        # limit (250 MB is ~2.3 s at 900 Mbit/s) comes long before the time limit.
+        # limit (600 MB is ~5.6 s at 900 Mbit/s) comes long before the time limit.
         ramp_cap = t >= self.max_duration_s / 2 or moved >= self.max_bytes / 2
         if rising and not ramp_cap:
             return Decision(now_rate)
@@ -188,7 +223,7 @@ def can_pay_a_step(rate: float, allowance: int, settle_s: float) -> bool:
     """Whether the bytes left pay for a stream step: its ramp-up, the settle and a full measurement.
 
     A step restarts the ramp; at a high rate the byte limit would then come before any stable
-    estimate (at 900 Mbit/s a step costs ~350 MB, more than the default limit of 250 MB).
+    estimate (at 900 Mbit/s a step costs ~350 MB, more than a 250 MB limit leaves).
     """
     return rate * (3 * SAMPLE_S + settle_s + MIN_MEASURE_S) <= allowance
 

@@ -8,8 +8,9 @@ without a trailing slash is taken as a directory too. Only plain http:// (no TLS
 
 A test: idle latency (median of 5 empty GETs on one keep-alive connection after a warm-up),
 then download (GET garbage.php?ckSize=25, repeated on each keep-alive stream), with latency under
-load sampled on the same latency connection, then upload (POSTs of 8 MiB to empty.php, each sent
-behind the last one without waiting for its answer: HTTP/1.1 pipelining).
+load sampled on the same latency connection, then upload (POSTs of 8 MiB to empty.php). Each
+request is sent behind the last one without waiting for its answer (HTTP/1.1 pipelining), so a
+stream never idles a round trip between requests.
 
 Per direction, one selector loop drives every stream (connecting without blocking, so opening a
 stream never stalls the others) and samples the byte count every 250 ms:
@@ -22,7 +23,9 @@ stream never stalls the others) and samples the byte count every 250 ms:
   `agent/bandwidth/tcp_info.py`).
 - Streams, ramp-up, goodput and when to stop: agent/bandwidth/estimator.py decides, fed each
   sample; this module only moves the bytes and reads TCP's counters.
-- Bounded by `limits.max_duration_s` and `limits.max_bytes` per direction. Reaching either bound
+- Bounded by `limits.max_duration_s` and a byte cap per direction: `limits.max_bytes`, lowered
+  once the measuring window runs to what `estimator.WINDOW_BUDGET_S` of it cost at the line's rate
+  (never below `estimator.BASE_CAP_BYTES`; `Estimator.byte_cap`). Reaching either bound
   before the stability rule above, the result is the goodput measured so far, flagged as a lower
   bound (`download_lower_bound`, `upload_lower_bound`): what crossed the link is what it carries
   at least. EngineError("limit") when less than 256 KiB crossed (a trickle is no measurement),
@@ -267,17 +270,17 @@ class _Stream:
     def _sent_check(self) -> None:
         if not self.sending and self.next_resp is None:
             self.head_deadline = time.monotonic() + IO_TIMEOUT_S
-            if self.upload:
-                self._pipeline()
+            self._pipeline()
 
     def _pipeline(self) -> None:
-        """Upload: send the next POST now, behind the one whose answer is awaited (HTTP/1.1 pipelining).
+        """Send the next request now, behind the one whose answer is awaited (HTTP/1.1 pipelining).
 
         Waiting for each answer leaves the stream idle for a round trip per request: at 900 Mbit/s
-        and 30 ms that is ~10% of an 8 MiB request's time, and the upload read 0.87-0.93 of the
-        limit (0.94-0.97 with 32 MiB requests, which PHP backends refuse). Downloads (25 MiB
-        requests) read the same with or without it, so they do not pipeline. The selector sends
-        it when the socket takes it.
+        and 30 ms that is ~10% of an 8 MiB upload request's time, and the upload read 0.87-0.93 of
+        the limit (0.94-0.97 with 32 MiB requests, which PHP backends refuse). Downloads too: the
+        streams' 25 MiB answers end together (same rate, same size), so at 900 Mbit/s and 100 ms
+        the whole link idled one RTT every ~1.1 s and the download read 0.86-0.89 of the limit,
+        unflagged (iperf3 1.000). The selector sends it when the socket takes it.
         """
         self.next_resp = self._queue_request()
 
@@ -414,10 +417,11 @@ def _run_direction(
             if now >= deadline:
                 bound = f"{phase}: reached the {limits.max_duration_s:g} s limit"
                 break
-            if io.moved >= limits.max_bytes:
-                bound = f"{phase}: reached the {limits.max_bytes} byte limit"
+            cap = est.byte_cap  # grows with the line once a window runs, at most max_bytes
+            if io.moved >= cap:
+                bound = f"{phase}: reached the {cap} byte limit"
                 break
-            now = io.step(min(next_sample, deadline) - now, limits.max_bytes)
+            now = io.step(min(next_sample, deadline) - now, cap)
             if now < next_sample:
                 continue
             next_sample += SAMPLE_S
@@ -440,8 +444,7 @@ def _run_direction(
     if stop is None:
         assert stable is not None
         return _Outcome(stable, io.moved, len(io.streams), seconds)
-    # A bound came first (at 900 Mbit/s 250 MB is ~2.3 s): what the link carried so far is what it
-    # can carry at least.
+    # A bound came first: what the link carried so far is what it can carry at least.
     if stop.lower_bound > 0:
         return _Outcome(stop.lower_bound * 8, io.moved, len(io.streams), seconds, lower_bound=True)
     # Nothing crossed the link: no figure, only words saying how far it got.

@@ -60,10 +60,10 @@ class Settings(ProbeSettings):
     server: str = ""  # http: the test server's URL; iperf3: HOST[:PORT]; speedtest: "" (auto) or ids
     token: Secret | None = None  # http engine: sent as "Authorization: Bearer TOKEN"
     max_duration_s: float = check(positive, default=15.0)  # per direction
-    max_bytes: int = check(positive, default=250_000_000)  # per direction
+    max_bytes: int = check(positive, default=600_000_000)  # per direction, a ceiling (estimator.byte_cap)
     streams: int = check(all_of(non_negative, at_most(64)), default=0)  # 0: the engine chooses
-    # 0: unlimited. 30 GB pays ~120 tests a month (every 6 h) at the worst case of 2 x 125 MB
-    # each; a typical adaptive test at 100 Mbit/s moves well under that.
+    # 0: unlimited. 30 GB pays ~120 tests a month (every 6 h) at ~250 MB each: a test at 100 Mbit/s
+    # moves ~80 MB, one at 900 Mbit/s ~700 MB-1 GB; a test runs while its worst case (2 x max_bytes) fits.
     monthly_budget_bytes: int = check(non_negative, default=30_000_000_000)
     # Defer while the busier direction carries more than this. 250 kB/s = 2 Mbit/s = 2% of a
     # 100 Mbit/s line: users' traffic can then bias a test by about 2%, inside its accuracy, while
