@@ -214,6 +214,8 @@ def test_sigkill_during_outage_loses_nothing(tmp_path):
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
         vm.stop()
 
 

@@ -201,10 +201,12 @@ def dnsmasq(options: list[str], host: str = "127.0.0.1", port: int = 0) -> Itera
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+            assert proc.stderr is not None
+            with proc.stderr:  # dnsmasq has exited: read what it said, then let go of the pipe
+                errors = proc.stderr.read().decode(errors="replace")
         if port:
             break
-    assert proc.stderr is not None
-    raise RuntimeError(f"dnsmasq did not start: {proc.stderr.read().decode(errors='replace')}")
+    raise RuntimeError(f"dnsmasq did not start: {errors}")
 
 
 def _wait_answering(host: str, port: int, proc: subprocess.Popen[bytes]) -> bool:

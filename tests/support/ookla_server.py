@@ -204,6 +204,12 @@ class _Handler(BaseHTTPRequestHandler):
             except (ssl.SSLError, OSError):
                 self.close_connection = True
 
+    def finish(self) -> None:
+        super().finish()
+        # After a CONNECT the handler speaks through its own TLS socket, which socketserver (closing
+        # the accepted socket) does not know of.
+        self.connection.close()
+
     def do_CONNECT(self) -> None:
         owner = self.server.owner
         owner.requests.append(f"CONNECT {self.path}")
