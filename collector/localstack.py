@@ -10,16 +10,17 @@ agent probe only touches loopback. Prints the URLs and runs until Ctrl-C, then s
 
 With `--history INVENTORY` (make run: the Nam Định example), Prometheus starts on a month of
 backfilled history for that province (collector/backfill.py), so the dashboards and the monthly
-report have a month to show from the first minute. The history is generated once a day into
-run/history/ (ending when it was generated) and hard-linked into each run's data directory. Only
-its inventory rules are loaded (no scrape targets: those addresses are not on this machine), and
-the verdict rules keep their real 7-day windows so the month is judged as in production. From the
-history's end on, the province lives on in the fleet simulator (collector/fleet.py): every site the
-history last heard is scraped from it or pushes through it (the same intervals ÷ speedup), so the
-live panels and the site-state rules see a working province; the sites the history ends silent on
-(dead, never installed, in maintenance) stay silent: the dead ones alert as down (their "last heard"
-comes from the history), the never-installed ones as never heard. The calendar month and the
-report show the history as it was.
+report have a month to show from the first minute. The history is generated once a day (and again
+when the generator or the inventory changes) into run/history/ (ending when it was generated) and
+hard-linked into each run's data directory. Its inventory rules are loaded (its scrape addresses are
+not on this machine: the fleet simulator below stands in for them), and the verdict rules keep their
+real 7-day windows so the month is judged as in production. From the history's end on, the province
+lives on in the fleet simulator (collector/fleet.py): every site the history last heard is scraped
+from it or pushes through it (the same intervals ÷ speedup), so the live panels and the site-state
+rules see a working province; the sites the history ends silent on (dead, never installed, in
+maintenance) stay silent: the dead ones alert as down (their "last heard" comes from the history),
+the never-installed ones as never heard. The calendar month and the report show the history as it
+was.
 
 The integration test (tests/test_alerting_integration.py) builds the same stack with `Stack`.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -461,7 +463,9 @@ class Stack:
         Returns the inventory as the history used it."""
         now = dt.datetime.now(backfill.TZ)
         end = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0)
-        cached = self.history_cache / f"{inventory_path.stem}-{now:%Y-%m-%d}"
+        # A new generator or an edited inventory makes a new history, not one from this morning.
+        made_from = hashlib.sha256(Path(backfill.__file__).read_bytes() + inventory_path.read_bytes())
+        cached = self.history_cache / f"{inventory_path.stem}-{now:%Y-%m-%d}-{made_from.hexdigest()[:8]}"
         if not (cached / "inventory.yaml").exists():
             shutil.rmtree(cached, ignore_errors=True)
             print(f"generating a month of history for {inventory_path} (once a day; a few minutes)...")
@@ -470,6 +474,9 @@ class Stack:
             (cached / "tmp").rename(cached / "data")
             (cached / "data" / "inventory.yaml").rename(cached / "inventory.yaml")
             print(f"  {stats['samples']:,.0f} samples, TSDB {stats['tsdb_bytes'] / 1e6:.0f} MB in {cached}")
+            for old in self.history_cache.glob(f"{inventory_path.stem}-*"):
+                if old != cached:  # earlier histories; a running stack keeps its own hard links
+                    shutil.rmtree(old, ignore_errors=True)
         shutil.copytree(
             cached / "data", self.workdir / "prometheus-data", copy_function=os.link, dirs_exist_ok=True
         )
