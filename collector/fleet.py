@@ -25,6 +25,7 @@ import http.client
 import json
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -145,6 +146,14 @@ def exposition(identity: dict[str, str], samples: Iterable[tuple[str, dict[str, 
     return "\n".join(lines) + "\n"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A scraper hanging up (Prometheus stopping) is no error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Fleet:
     """Every site of `inventory`, plus `unlisted` pushing site ids the inventory lacks."""
 
@@ -186,7 +195,7 @@ class Fleet:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._threads: list[threading.Thread] = []
@@ -343,7 +352,7 @@ class Recorder:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -449,7 +458,7 @@ class FakeTelegram:
 
         self.per_minute = per_minute
         self.minute_s = minute_s
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

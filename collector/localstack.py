@@ -698,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"local stack: {exc}; logs in {workdir}", file=sys.stderr)
             return 1
         finally:
+            # A second Ctrl-C or SIGTERM (make passes its own on) must not cut the stopping short
+            # and leave Prometheus or an agent behind.
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
             stack.stop()
     return 0
 
