@@ -33,6 +33,7 @@ from urllib.parse import quote, urlencode
 
 import yaml
 
+from agent.probes.bandwidth import server_problem
 from agent.push.pusher import JOB as PUSH_JOB
 from agent.schema import is_url, split_host_port, url_has_credentials
 from collector import targets
@@ -216,6 +217,8 @@ def provision(
         problem = is_url(url) if url else None
         if problem:
             raise ProvisionError(f"{name}: {url!r} is {problem}")
+    if speedtest_server and (problem := server_problem("http", speedtest_server)):
+        raise ProvisionError(f"--speedtest-server: {speedtest_server!r}: {problem}")
     if pushing and not push_url:
         raise ProvisionError(
             f"{len(pushing)} sites push: give --push-url, the address the agents push to "

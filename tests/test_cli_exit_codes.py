@@ -33,6 +33,7 @@ USAGE = [
     (["measure", "ping", "--server", "http://127.0.0.1:1/"], "are for `measure bandwidth`"),
     (["measure", "bandwidth", "--engine", "nope"], "invalid choice"),
     (["measure", "bandwidth", "--server", "notaurl"], "--server notaurl: not an http:// or https:// URL"),
+    (["measure", "bandwidth", "--server", "https://127.0.0.1:1/"], "speaks plain http:// only"),
     (["measure", "bandwidth", "--engine", "iperf3", "--server", "a:b:c"], "--server a:b:c: not HOST:PORT"),
     (["measure", "bandwidth"], "no test server for the http engine"),
     (["measure", "bandwidth", "--config", "{nos}", "--engine", "iperf3"], "no test server for the iperf3"),

@@ -116,6 +116,9 @@ def test_cli_reports_missing_push_url_unknown_rotate_and_bad_state(tmp_path, cap
         "--push-url: 'collector:8427/api/v1/write' is not an http:// or https:// URL"
         in capsys.readouterr().err
     )
+    assert collector_main([*args, "--speedtest-server", "https://speedtest.example.vn/"]) == 2
+    assert "the http engine speaks plain http:// only" in capsys.readouterr().err
+    assert not out.exists()  # nothing written for a refused command line
     assert collector_main(args) == 0
     assert "2 new credentials" in capsys.readouterr().out
     (out / "credentials.json").write_text("[]")

@@ -30,6 +30,7 @@ from agent.bandwidth.budget import Budget, BudgetStatus
 from agent.bandwidth.crosstraffic import Deferral, wait_for_quiet
 from agent.bandwidth.engine import BandwidthTest, Engine, EngineError, EngineName, Limits
 from agent.families import Family, ProbeMetrics, Samples, Tally
+from agent.i18n import _
 from agent.probes.base import ProbeContext, ProbeSettings, ProbeSpec
 from agent.result import Result, failure
 from agent.schema import (
@@ -89,11 +90,7 @@ class Settings(ProbeSettings):
         return errs
 
     def _server_problem(self) -> str | None:
-        if self.engine == "http":
-            return is_url(self.server)
-        if self.engine == "iperf3" and ":" in self.server:
-            return is_host_port(self.server)
-        return None
+        return server_problem(self.engine, self.server)
 
     def worst_case_s(self) -> float:
         deferral = 0.0
@@ -102,6 +99,20 @@ class Settings(ProbeSettings):
                 self.defer_tries * self.defer_sample_s + max(0, self.defer_tries - 1) * self.defer_wait_s
             )
         return deferral + 2 * self.max_duration_s + SETUP_SLACK_S
+
+
+def server_problem(engine: str, server: str) -> str | None:
+    """Why `server` cannot be `engine`'s test server (a sentence, translated), or None when it can."""
+    if engine == "http":
+        if server.lower().startswith("https://"):  # the engine has no TLS (http_engine.py)
+            return _(
+                "the http engine speaks plain http:// only: give the test server's http:// address "
+                "(a TLS front such as nginx on 443 is for other clients)"
+            )
+        return is_url(server)
+    if engine == "iperf3" and ":" in server:
+        return is_host_port(server)
+    return None
 
 
 @dataclass(frozen=True)
