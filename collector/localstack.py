@@ -639,6 +639,11 @@ def describe(stack: Stack, speedup: float) -> None:
             f"  province      {stack.fleet.inventory.sites[0].province}: a month of history, "
             f"{live} of {len(stack.fleet.sites)} sites live from the fleet simulator"
         )
+        month = dt.datetime.now(backfill.TZ).strftime("%Y-%m")
+        print(
+            f"  report        .venv/bin/hotspot-collector report --month {month} "
+            f'--province "{stack.fleet.inventory.sites[0].province}" --prometheus {stack.prometheus_url}'
+        )
     for site in stack.sites:
         how = "pushes to Prometheus" if site.reach == "push" else "scraped"
         server = f", {stack.slow_pace_mbps:g} Mbit/s test server" if site.slow else ""
