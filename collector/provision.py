@@ -182,6 +182,17 @@ def vmauth_config(inventory: Inventory, creds: dict[str, str], vm_url: str) -> s
         "# One user per pushing site; extra_label pins every identity label the inventory gives (site,\n"
         "# site_type, commune, province, district if any, instance, job): a site writes only as itself.\n"
     )
+    if not users:
+        # vmauth refuses a config without users (and on reload would keep the last one, with the
+        # credentials of sites since removed): one user that reaches nothing, not a write path.
+        header += "# No site pushes: the one user below routes nowhere.\n"
+        users = [
+            {
+                "username": "no-pushing-site",
+                "password": "no-pushing-site",
+                "url_map": [{"src_paths": ["/no-pushing-site"], "url_prefix": "http://127.0.0.1:9/"}],
+            }
+        ]
     return header + yaml.safe_dump({"users": users}, sort_keys=False, width=200)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import signal
 import socket
 import struct
 import subprocess
@@ -248,3 +249,42 @@ def test_vmauth_file_is_yaml_with_one_user_per_pushing_site(tmp_path):
     nvh1 = yaml.safe_load((tmp_path / "out2/vmauth.yml").read_text())["users"][1]
     prefix = nvh1["url_map"][0]["url_prefix"]
     assert "&extra_label=district=Giao%20Th%E1%BB%A7y&" in prefix
+
+
+@pytest.mark.skipif(not have("vmauth"), reason="vmauth not installed")
+def test_vmauth_keeps_running_and_revokes_when_no_site_pushes_any_more(tmp_path):
+    """The last pushing site removed: vmauth (1.79 refuses a config without users, and on reload
+    would keep the last one) loads the new file, and the removed site's password stops working."""
+    run(tmp_path, vm_url="http://127.0.0.1:9/")
+    tyt = json.loads((tmp_path / "out/credentials.json").read_text())["push_passwords"]["nd-1-tyt"]
+    port = free_port()
+    argv = ["vmauth", f"-auth.config={tmp_path / 'out/vmauth.yml'}", f"-httpListenAddr=127.0.0.1:{port}"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(port):
+            assert time.monotonic() < deadline, "vmauth did not start"
+            time.sleep(0.1)
+        # Routed: the proxy finds nothing at the VictoriaMetrics address (502), not a refusal.
+        assert _post(port, "nd-1-tyt", tyt, "/api/v1/write", {"__name__": "x"}) == 502
+        scraped_only = "\n".join(INVENTORY.strip().splitlines()[:4]) + "\n"
+        run(tmp_path, scraped_only, vm_url="http://127.0.0.1:9/")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while _post(port, "nd-1-tyt", tyt, "/api/v1/write", {"__name__": "x"}) not in (400, 401):
+            assert time.monotonic() < deadline, "vmauth still takes the removed site's password"
+            time.sleep(0.2)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # A fresh vmauth starts on that file too.
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not _listening(port):
+            assert proc.poll() is None and time.monotonic() < deadline, "vmauth refused the file"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(10)
