@@ -202,8 +202,9 @@ def check_host(config: Config, listen: str | None = None, *, starting: bool = Fa
 
         queue = _queue_problem(state_dir / QUEUE_FILE)
         if queue is not None:
-            problem, by_agent = queue
-            (notes if by_agent and not starting else problems).append(f"{state_key}: {problem}")
+            problem, kind = queue
+            note = kind == "damaged" or (kind == "held" and not starting)
+            (notes if note else problems).append(f"{state_key}: {problem}")
     notes += weak_secret_notes(config)
     return HostCheck(problems, notes)
 
@@ -340,14 +341,15 @@ def _answers_as_agent(host: str, port: int, exposition: Exposition) -> bool:
         conn.close()
 
 
-def _queue_problem(path: Path) -> tuple[str, bool] | None:
-    """The push queue file as the pusher opens it: (problem, held by a running agent) or None."""
+def _queue_problem(path: Path) -> tuple[str, str] | None:
+    """The push queue file as the pusher opens it: (problem, kind) or None. kind: "problem";
+    "held" (by a running agent); "damaged" (the pusher moves it aside and starts empty)."""
     if not path.exists():
         return None
     if not path.is_file():
-        return _("{path} is not a file").format(path=path), False
+        return _("{path} is not a file").format(path=path), "problem"
     if not os.access(path, os.R_OK | os.W_OK):
-        return _("{path}: no permission to read and write it").format(path=path), False
+        return _("{path}: no permission to read and write it").format(path=path), "problem"
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -355,14 +357,17 @@ def _queue_problem(path: Path) -> tuple[str, bool] | None:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        return _("{path} is not a push queue: {why}").format(path=path, why=exc), False
+        if type(exc) is sqlite3.DatabaseError:  # damaged ("malformed", "not a database"), not locked
+            damaged = _("{path} is damaged ({why}): the agent moves it to {path}.corrupt and starts empty")
+            return damaged.format(path=path, why=exc), "damaged"
+        return _("{path} is not a push queue: {why}").format(path=path, why=exc), "problem"
     lock = Path(f"{path}.lock")
     if lock.is_file():
         try:
             with lock.open("rb") as f:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the close
         except BlockingIOError:
-            return _("{path} is in use by a running hotspot-agent").format(path=path), True
+            return _("{path} is in use by a running hotspot-agent").format(path=path), "held"
         except OSError:
             pass  # cannot even open it: the pusher will say why
     return None

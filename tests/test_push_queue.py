@@ -135,13 +135,14 @@ def test_week_of_snapshots_fits_the_disk_budget(tmp_path):
 
 
 def test_unusable_queue_path_gives_a_clear_error(tmp_path):
-    """A queue file that is not a database is reported with its path, not as a traceback from SQLite."""
+    """A queue path that cannot be opened (a directory) is reported with its path, not as a traceback
+    from SQLite."""
     import pytest
 
     from agent.push.queue import QueueError
 
     bad = tmp_path / "q.sqlite"
-    bad.write_bytes(b"this is not a database" * 100)
+    bad.mkdir()
     message = ""
     try:
         SampleQueue(bad, 10**6, 3600)
@@ -152,8 +153,22 @@ def test_unusable_queue_path_gives_a_clear_error(tmp_path):
         with open(f"{bad}.lock", "rb") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     else:
-        pytest.fail("a file that is no database was opened as a queue")
+        pytest.fail("a directory was opened as a queue")
     assert str(bad) in message
+
+
+def test_a_damaged_queue_file_is_moved_aside_and_the_queue_starts_empty(tmp_path):
+    """Garbage where the queue was (a power cut on a card that lies about flushing) is kept as
+    .corrupt for a post-mortem; the queue opens empty and takes snapshots again."""
+    bad = tmp_path / "q.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    q = SampleQueue(bad, 10**6, 3600)
+    try:
+        assert q.damaged is not None and "q.sqlite.corrupt" in q.damaged
+        assert (tmp_path / "q.sqlite.corrupt").read_bytes() == b"this is not a database" * 100
+        assert q.stats().samples == 0
+    finally:
+        q.close()
 
 
 def test_a_pusher_that_cannot_start_leaves_the_queue_free(tmp_path):

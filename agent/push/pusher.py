@@ -217,6 +217,8 @@ class Pusher:
         self.queue = SampleQueue(
             Path(state_dir) / QUEUE_FILE, settings.max_queue_bytes, settings.max_sample_age_s
         )
+        if self.queue.damaged:
+            log.error("push queue was damaged (%s): started empty, its samples are lost", self.queue.damaged)
         self.metrics = PushMetrics(identity_labels)
         self.metrics.queue = self.queue
         self.metrics.clock = clock

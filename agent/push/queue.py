@@ -165,19 +165,25 @@ class SampleQueue:
         self.max_age_ms = int(max_age_s * 1000)
         self.merge_samples = merge_samples
         self._lock = threading.Lock()
+        self.damaged: str | None = None  # why the file found at start was moved aside, if it was
         lockfile: IO[bytes] | None = None
         db: sqlite3.Connection | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             lockfile = _lock_exclusively(Path(f"{path}.lock"))
-            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives power loss too
-            db.execute("PRAGMA journal_size_limit=4194304")
-            db.execute("PRAGMA wal_autocheckpoint=128")  # a WAL of at most ~0.5 MiB: room for a full disk
-            db.executescript(_SCHEMA)
-            self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+            try:
+                db = self._connect(path)
+            except sqlite3.DatabaseError as exc:
+                if type(exc) is not sqlite3.DatabaseError:  # locked, no permission...: not damage
+                    raise
+                # A damaged file (a power cut on a card that lies about flushing) must not keep the
+                # agent from pushing for good: keep it for a post-mortem and start empty.
+                for suffix in ("", "-wal", "-shm"):
+                    damaged = Path(f"{path}{suffix}")
+                    if damaged.exists():
+                        damaged.replace(f"{path}.corrupt{suffix}")
+                self.damaged = f"{exc}; moved to {path}.corrupt"
+                db = self._connect(path)
             rows = db.execute("SELECT id, labels FROM series").fetchall()
         except BaseException as exc:
             # Closed now, not when the garbage collector finds them: the held lock would refuse a retry.
@@ -196,6 +202,22 @@ class SampleQueue:
         self._cache: tuple[int, list[tuple[int, int, bytes]]] | None = None
         self._closed = False
         self.disk_error: str | None = None  # why the disk is full, while it is
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        try:
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # only takes effect on a new file
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a committed snapshot survives power loss too
+            db.execute("PRAGMA journal_size_limit=4194304")
+            db.execute("PRAGMA wal_autocheckpoint=128")  # a WAL of at most ~0.5 MiB: room for a full disk
+            db.executescript(_SCHEMA)
+            db.execute("SELECT id, labels FROM series").fetchone()  # a damaged file fails here at the latest
+            self._page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     # -- writing -------------------------------------------------------------------------------
 
