@@ -90,6 +90,9 @@ class BasicAuth:
         return errs
 
 
+MAX_YAML_NODES = 2_000_000  # values in a YAML document, aliases expanded; 5,000 inventory sites: ~140,000
+
+
 def _unique_key_loader() -> type:
     """A SafeLoader that records every key given twice in one mapping (with both lines).
 
@@ -100,6 +103,33 @@ def _unique_key_loader() -> type:
 
     class Loader(yaml.SafeLoader):
         duplicates: list[tuple[int, str]]
+
+        def construct_document(self, node: Any) -> Any:
+            # Aliases are shared, so a few lines can stand for 10^9 values ("billion laughs"), which
+            # the checks would then walk: count the document as expanded before building it.
+            sizes: dict[int, int] = {}
+
+            def size(n: Any) -> int:
+                if id(n) not in sizes:
+                    sizes[id(n)] = 0  # a node inside itself counts once
+                    kids = (
+                        [k for pair in n.value for k in pair]
+                        if isinstance(n, yaml.MappingNode)
+                        else (n.value if isinstance(n, yaml.SequenceNode) else [])
+                    )
+                    sizes[id(n)] = 1 + sum(size(k) for k in kids)
+                return sizes[id(n)]
+
+            if size(node) > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    _("aliases expand to more than {limit} values; write the values out").format(
+                        limit=f"{MAX_YAML_NODES:,}"
+                    ),
+                    node.start_mark,
+                )
+            return super().construct_document(node)
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             first: dict[Any, int] = {}

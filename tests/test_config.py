@@ -221,3 +221,23 @@ def test_duplicate_keys_name_the_key_and_both_lines() -> None:
     text = MINIMAL + "probes:\n  ping: &p {count: 5, interval_s: 60}\n  dns: {enabled: false}\n"
     text += "exposition: {listen: '127.0.0.1:0'}\n"
     assert config.loads(text).probes.ping.count == 5
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded(tmp_path: Path) -> None:
+    """Nine lines of YAML aliases stand for 10^9 values ("billion laughs"): the config and the
+    inventory, read by the one YAML reader, refuse them instead of walking them for minutes."""
+    from collector.inventory import InventoryError
+    from collector.inventory import load as load_inventory
+
+    levels = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    levels += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = "\n".join(levels) + "\n"
+    path = tmp_path / "bomb.yaml"
+    path.write_text("site: {id: nd-1, commune: Xã A, province: Ninh Bình}\n" + bomb, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert "aliases expand to more than 2,000,000 values" in str(err.value)
+    path.write_text("sites: []\n" + bomb, encoding="utf-8")
+    with pytest.raises(InventoryError) as inv_err:
+        load_inventory(path)
+    assert "aliases expand to more than 2,000,000 values" in str(inv_err.value)
