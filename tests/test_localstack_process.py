@@ -47,26 +47,31 @@ def test_sighup_then_sigterm_stops_everything(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "collector.localstack", "--no-history", "--workdir", str(tmp_path)]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    with proc.stdout:
-        lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        else:
-            pytest.fail("the stack did not start:\n" + "".join(lines))
-        started = children(proc.pid)
-        assert len(started) >= 6  # test servers, Prometheus, Alertmanager, agents (and dnsmasq)
-        proc.send_signal(signal.SIGHUP)  # the terminal closes ...
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)  # ... and something else asks again while it stops
-        assert proc.wait(90) == 0
-        out = "".join(lines) + proc.stdout.read()
-    assert "Traceback" not in out, out
-    deadline = time.time() + 10
-    while time.time() < deadline and any(alive(pid) for pid in started):
-        time.sleep(0.2)
-    left = [pid for pid in started if alive(pid)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    assert not left, f"processes left running: {left}"
+    started: set[int] = set()
+    try:
+        with proc.stdout:
+            lines = []
+            for line in proc.stdout:
+                lines.append(line)
+                if "Ctrl-C stops everything" in line:
+                    break
+            else:
+                pytest.fail("the stack did not start:\n" + "".join(lines))
+            started = children(proc.pid)
+            assert len(started) >= 6  # test servers, Prometheus, Alertmanager, agents (and dnsmasq)
+            proc.send_signal(signal.SIGHUP)  # the terminal closes ...
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)  # ... and something else asks again while it stops
+            assert proc.wait(90) == 0
+            out = "".join(lines) + proc.stdout.read()
+        assert "Traceback" not in out, out
+        deadline = time.time() + 10
+        while time.time() < deadline and any(alive(pid) for pid in started):
+            time.sleep(0.2)
+        left = [pid for pid in started if alive(pid)]
+        assert not left, f"processes left running: {left}"
+    finally:  # whatever failed above, nothing of the stack outlives the test
+        for pid in [proc.pid, *started]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait(10)
